@@ -1,0 +1,119 @@
+"""Rebuild `data/` from a seed: `python -m rlhf_lib.build_data --seed 0 --out data` (lesson 00).
+
+Writes the web corpus, SFT demonstrations (Alpaca and chat formats), ranked comparisons, RL prompts, held-out
+evaluation prompts and `world.json` (split sizes, calibrated labeler noise and measured agreement). The sizes keep
+InstructGPT's proportions (13k SFT : 33k RM : 31k PPO prompts) at CPU scale. `tests/test_world.py` proves that the
+committed files equal this function's output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import labelers
+from .data import write_jsonl
+from .world import CATEGORIES, SEED_PROMPTS, Task, ideal_response, is_seed, sample_tasks, split_core, web_corpus, \
+    write_responses
+
+SYSTEM_PROMPT = {"en": "You are a helpful, truthful and harmless assistant.",
+                 "ko": "당신은 도움이 되고 정직하며 해롭지 않은 어시스턴트입니다."}
+
+
+@dataclass(frozen=True)
+class DataSizes:
+    web_docs: int = 12000
+    sft_alpaca: int = 2000
+    sft_chat: int = 2000
+    comparisons: int = 3000
+    rl_prompts: int = 3000
+    eval_per_category: int = 40
+
+
+def task_record(t: Task) -> dict:
+    return {"id": t.id, "category": t.category, "lang": t.lang, "prompt": t.prompt, "instruction": t.instruction,
+            "input": t.input, "meta": t.meta}
+
+
+def task_from_record(rec: dict) -> Task:
+    """Rebuild the `Task` behind a prompt, demonstration or comparison record (for the gold labeler)."""
+    instruction = rec.get("instruction")
+    if instruction is None:   # a chat record: the user message is the prompt
+        instruction = next(m["content"] for m in rec["messages"] if m["role"] == "user")
+    return Task(id=rec["id"], category=rec["category"], lang=rec["lang"], instruction=instruction,
+                input=rec.get("input", ""), meta=rec.get("meta", {}))
+
+
+def build(out: Path, seed: int = 0, sizes: DataSizes = DataSizes()) -> dict:
+    rng = random.Random(seed)
+    train_core, held_core = split_core(seed)
+    out.mkdir(parents=True, exist_ok=True)
+
+    # 1. the web corpus for pretraining
+    write_jsonl(out / "web.jsonl", web_corpus(sizes.web_docs, rng))
+
+    # 2. demonstrations: the ideal response a careful labeler writes
+    alpaca = []
+    for t in sample_tasks(train_core, sizes.sft_alpaca, rng, "sft-alpaca"):
+        alpaca.append({"id": t.id, "category": t.category, "lang": t.lang, "instruction": t.instruction,
+                       "input": t.input, "output": ideal_response(t, rng), "meta": t.meta})
+    write_jsonl(out / "sft_alpaca.jsonl", alpaca)
+    chat = []
+    for t in sample_tasks(train_core, sizes.sft_chat, rng, "sft-chat"):
+        messages = [{"role": "system", "content": SYSTEM_PROMPT[t.lang]}] if rng.random() < 0.5 else []
+        messages += [{"role": "user", "content": t.prompt}, {"role": "assistant", "content": ideal_response(t, rng)}]
+        chat.append({"id": t.id, "category": t.category, "lang": t.lang, "messages": messages, "meta": t.meta})
+    write_jsonl(out / "sft_chat.jsonl", chat)
+
+    # 3. comparisons: K = 4..9 written responses per prompt, ranked by one simulated labeler each
+    tasks = sample_tasks(train_core, sizes.comparisons, rng, "cmp")
+    sets = []
+    for t in tasks:
+        cands = write_responses(t, rng)
+        rng.shuffle(cands)
+        k = rng.randint(4, min(9, len(cands)))
+        sets.append((t, cands[:k], [labelers.judge(t, text).parts for _, text in cands[:k]]))
+    noise = labelers.calibrate_noise([p for _, _, p in sets], seed=seed)
+    agreement = labelers.measure_agreement([p for _, _, p in sets], noise, seed=seed + 1)
+    pool = [labelers.SimulatedLabeler.draw(seed * 1000 + i, noise) for i in range(10)]
+    comparisons = []
+    for t, cands, parts in sets:
+        who = rng.randrange(len(pool))
+        comparisons.append({**task_record(t), "responses": [text for _, text in cands],
+                            "kinds": [kind for kind, _ in cands], "ranking": pool[who].rank(parts, rng),
+                            "labeler": who})
+    write_jsonl(out / "comparisons.jsonl", comparisons)
+
+    # 4. prompts for RL, and held-out evaluation prompts (the seed deck's first)
+    write_jsonl(out / "rl_prompts.jsonl", [task_record(t) for t in sample_tasks(train_core, sizes.rl_prompts, rng, "rl")])
+    evals = []
+    for cat in CATEGORIES:
+        pool_c = [t for t in held_core if t.category == cat]
+        seeds = [t for t in pool_c if is_seed(t)][:1 if cat in ("describe", "intent") else len(SEED_PROMPTS)]
+        rest = sample_tasks([t for t in pool_c if t not in seeds], sizes.eval_per_category - len(seeds), rng, f"eval-{cat}")
+        for i, t in enumerate(seeds + rest):
+            evals.append({**task_record(t), "id": f"eval-{cat}-{i:03d}", "seed": i < len(seeds)})
+    write_jsonl(out / "eval_prompts.jsonl", evals)
+
+    summary = {"seed": seed, "sizes": {f: getattr(sizes, f) for f in sizes.__dataclass_fields__},
+               "core_prompts": {"train": len(train_core), "heldout": len(held_core)},
+               "labeler_noise": noise, "labeler_agreement": round(agreement, 4),
+               "instructgpt_agreement": labelers.INSTRUCTGPT_AGREEMENT, "seed_prompts": list(SEED_PROMPTS)}
+    (out / "world.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return summary
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=Path("data"))
+    args = ap.parse_args(argv)
+    summary = build(args.out, args.seed)
+    print(f"wrote {args.out}/: labeler agreement {summary['labeler_agreement']:.3f} "
+          f"(noise {summary['labeler_noise']}), core prompts {summary['core_prompts']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""Frozen config dataclasses whose fields carry their own range and help text.
+
+A config is declared once and drives three things: validation, command-line
+overrides (`--set lr=3e-4`) and notebook widgets (`rlhf_lib.widgets.ConfigPanel`).
+
+    @dataclass(frozen=True, kw_only=True)
+    class SFTConfig:
+        lr: float = knob(1e-4, lo=1e-6, hi=1e-2, log=True, help="AdamW learning rate")
+        epochs: int = knob(2, lo=1, hi=16, help="passes over the demonstrations")
+        seed: int = fixed(0, help="random seed for init and data order")
+
+        def __post_init__(self):
+            validate(self)
+            # cross-field rules go here, e.g. warmup_steps <= total_steps
+
+`knob` fields are tunable (they get a widget); `fixed` fields are not.
+"""
+
+import dataclasses
+import difflib
+import functools
+import typing
+from dataclasses import MISSING, field
+
+_NUMERIC = (int, float)
+
+
+def knob(default, *, lo=None, hi=None, step=None, choices=None, log=False, help: str) -> dataclasses.Field:
+    """A tunable field: a numeric range lo..hi (inclusive), or a set of choices, or a bool.
+
+    `log=True` asks for a log-scale slider (learning rates); `step` is the slider
+    step, in decades when `log=True`.
+    """
+    _check_help(help, default)
+    if isinstance(default, bool):
+        if lo is not None or hi is not None or choices is not None or log:
+            raise ValueError(f"knob({default!r}): a bool knob is a checkbox; drop lo/hi/choices/log")
+    elif choices is not None:
+        if lo is not None or hi is not None or log:
+            raise ValueError(f"knob({default!r}): give either choices= or lo=/hi=, not both")
+        choices = tuple(choices)
+        if not choices:
+            raise ValueError(f"knob({default!r}): choices= is empty; list the allowed values")
+        if default not in choices:
+            raise ValueError(f"knob({default!r}): default is not one of choices={choices}")
+    elif isinstance(default, _NUMERIC):
+        if lo is None or hi is None:
+            raise ValueError(f"knob({default!r}): a numeric knob needs both lo= and hi= "
+                             "(the widget slider is built from them); use fixed() for an untunable value")
+        if not lo <= hi:
+            raise ValueError(f"knob({default!r}): lo={lo!r} is greater than hi={hi!r}")
+        if log and not lo > 0:
+            raise ValueError(f"knob({default!r}): log=True needs lo > 0, got lo={lo!r}")
+        if not lo <= default <= hi:
+            raise ValueError(f"knob({default!r}): default is out of range; allowed: {lo} ≤ value ≤ {hi}")
+    else:
+        raise ValueError(f"knob({default!r}): only bool, numeric (lo=/hi=) or choices= knobs are "
+                         "supported; use fixed() for other values")
+    meta = {"help": help, "tunable": True, "lo": lo, "hi": hi, "step": step, "choices": choices, "log": bool(log)}
+    return field(default=default, metadata=meta)
+
+
+def fixed(default, *, help: str) -> dataclasses.Field:
+    """A non-tunable field (no widget), documented by its help string."""
+    _check_help(help, default)
+    return field(default=default, metadata={"help": help, "tunable": False})
+
+
+def _check_help(help, default):
+    if not isinstance(help, str) or not help.strip():
+        raise ValueError(f"field with default {default!r}: help= must be a non-empty string saying what it does")
+
+
+@functools.cache
+def _types(cls) -> dict:
+    """Field name -> resolved type (works with `from __future__ import annotations`)."""
+    return typing.get_type_hints(cls)
+
+
+def _fields(cfg_or_cls) -> dict:
+    """Init fields by name."""
+    if not dataclasses.is_dataclass(cfg_or_cls):
+        raise TypeError(f"expected a config dataclass, got {type(cfg_or_cls).__name__}")
+    return {f.name: f for f in dataclasses.fields(cfg_or_cls) if f.init}
+
+
+def tunable_fields(cfg_or_cls) -> list[str]:
+    """Names of the knob() fields, in declaration order."""
+    return [n for n, f in _fields(cfg_or_cls).items() if f.metadata.get("tunable")]
+
+
+def field_type(cfg_or_cls, name: str):
+    cls = cfg_or_cls if isinstance(cfg_or_cls, type) else type(cfg_or_cls)
+    return _types(cls)[name]
+
+
+def allowed(cfg_or_cls, name: str) -> str:
+    """Human-readable description of the values a field accepts."""
+    meta = _fields(cfg_or_cls)[name].metadata
+    typ = field_type(cfg_or_cls, name)
+    if meta.get("choices") is not None:
+        return "one of " + ", ".join(repr(c) for c in meta["choices"])
+    if meta.get("lo") is not None:
+        return f"{meta['lo']} ≤ {name} ≤ {meta['hi']}"
+    if typ is bool:
+        return "true or false"
+    return f"any {getattr(typ, '__name__', typ)}"
+
+
+def _type_ok(value, typ) -> bool:
+    if typ is bool:
+        return isinstance(value, bool)
+    if typ is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if typ is float:
+        return isinstance(value, _NUMERIC) and not isinstance(value, bool)
+    if typ is str:
+        return isinstance(value, str)
+    return True  # other annotations (tuples, paths, ...) are not type-checked here
+
+
+def validate(cfg) -> None:
+    """Check every field's type, range and choices; raise ValueError naming the field and allowed values."""
+    cls = type(cfg).__name__
+    for name, f in _fields(cfg).items():
+        value, typ, meta = getattr(cfg, name), field_type(cfg, name), f.metadata
+        if meta.get("log") and typ is not float:
+            raise ValueError(f"{cls}.{name}: log=True only applies to float fields; drop log=True")
+        if not _type_ok(value, typ):
+            raise ValueError(f"{cls}.{name} = {value!r} has the wrong type; expected {typ.__name__}, "
+                             f"got {type(value).__name__}")
+        choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{cls}.{name} = {value!r} is not allowed; allowed: {allowed(cfg, name)}")
+        if lo is not None and not lo <= value <= hi:  # also rejects NaN
+            raise ValueError(f"{cls}.{name} = {value!r} is out of range; allowed: {lo} ≤ {name} ≤ {hi}")
+
+
+def _check_names(cls, names) -> None:
+    valid = list(_fields(cls))
+    for key in names:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{cls.__name__} has no field {key!r}{hint}; valid fields: {', '.join(valid)}")
+
+
+def override(cfg, **changes):
+    """`dataclasses.replace` that rejects misspelled field names and validates the result."""
+    _check_names(type(cfg), changes)
+    new = dataclasses.replace(cfg, **changes)
+    validate(new)
+    return new
+
+
+def _parse_value(cfg, name: str, raw: str):
+    typ, cls = field_type(cfg, name), type(cfg).__name__
+    bad = f"{cls}.{name}: cannot parse {raw!r} as {getattr(typ, '__name__', typ)}; allowed: {allowed(cfg, name)}"
+    if typ is bool:
+        if raw.strip().lower() not in ("true", "false"):
+            raise ValueError(bad)
+        return raw.strip().lower() == "true"
+    if typ is int:
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(bad) from None
+    if typ is float:
+        try:
+            return float(raw)
+        except ValueError:
+            raise ValueError(bad) from None
+    if typ is str:
+        return raw
+    raise ValueError(f"{cls}.{name} has type {typ!r}; --set only supports int, float, bool and str fields")
+
+
+def parse_overrides(cfg, items):
+    """Apply ["field=value", ...] (from `--set field=value`) to cfg, parsing each value by its field type."""
+    changes = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise ValueError(f"--set expects field=value, got {item!r}; valid fields: {', '.join(_fields(cfg))}")
+        _check_names(type(cfg), [name])
+        if name in changes:
+            raise ValueError(f"--set {name}=... given twice; keep one")
+        changes[name] = _parse_value(cfg, name, raw)
+    return override(cfg, **changes)
+
+
+def to_dict(cfg) -> dict:
+    """Field name -> value, in declaration order (JSON-ready for plain configs)."""
+    return {name: getattr(cfg, name) for name in _fields(cfg)}
+
+
+def from_dict(cls, d):
+    """Rebuild a config saved with `to_dict`; unknown keys are an error, missing ones take their defaults."""
+    if not isinstance(d, dict):
+        raise TypeError(f"from_dict({cls.__name__}, ...) expects a dict, got {type(d).__name__}")
+    _check_names(cls, d)
+    fields = _fields(cls)
+    missing = [n for n, f in fields.items() if n not in d and f.default is MISSING and f.default_factory is MISSING]
+    if missing:
+        raise ValueError(f"{cls.__name__}: missing required field(s) {', '.join(missing)}")
+    kwargs = {}
+    for name, value in d.items():
+        if typing.get_origin(field_type(cls, name)) is tuple and isinstance(value, list):
+            value = tuple(value)  # JSON has no tuples
+        kwargs[name] = value
+    cfg = cls(**kwargs)
+    validate(cfg)
+    return cfg
+
