@@ -191,8 +191,12 @@ def parse_overrides(cfg, items):
 
 
 def to_dict(cfg) -> dict:
-    """Field name -> value, in declaration order (JSON-ready for plain configs)."""
-    return {name: getattr(cfg, name) for name in _fields(cfg)}
+    """Field name -> value, in declaration order; nested configs become nested dicts (JSON-ready)."""
+    out = {}
+    for name in _fields(cfg):
+        value = getattr(cfg, name)
+        out[name] = to_dict(value) if dataclasses.is_dataclass(value) else value
+    return out
 
 
 def from_dict(cls, d):

@@ -123,7 +123,7 @@ EVENTS: tuple[Event, ...] = (
        "ended World War II", "제2차 세계 대전을 끝냈", "World War II ended in 1945.",
        "제2차 세계 대전은 1945년에 끝났습니다.",
        "In 1945 a very big war all over the world finally stopped. People were happy to have peace again.",
-       "1945년에 온 세계에서 벌어진 아주 큰 전쟁이 마침내 멈췄어요. 사람들은 다시 평화를 찾아 기뻐했어요.", "history"),
+       "1945년에 온 세계에서 벌어진 아주 큰 전쟁인 제2차 세계 대전이 마침내 멈췄어요. 사람들은 다시 평화를 찾아 기뻐했어요.", "history"),
 )
 
 # Extra true dates about people, used by factual questions and the gold labeler's fact check.

@@ -49,7 +49,14 @@ class Judgement:
     failed: bool
 
 
+_JOSA = "은는이가을를과와에의도로님아야"
+
+
 def _has(text: str, needle: str) -> bool:
+    """Case-insensitive mention. A one-syllable Korean word must stand alone or take a particle, so that 강
+    (river) is not found inside 강아지 (puppy) nor 해 (sun) inside 해요."""
+    if len(needle) == 1 and "가" <= needle <= "힣":
+        return re.search(rf"(?<![가-힣]){needle}(?=[{_JOSA}\s.,!?]|$)", text) is not None
     return needle.lower() in text.lower()
 
 
@@ -77,7 +84,9 @@ def _helpful(task: Task, r: str) -> float:
     if c == "factual":
         if "event" in m:
             e = EVENT_BY_KEY[m["event"]]
-            return float(_has(r, e.who[lang])) if m["ask"] == "who" else float(_has(r, str(e.year)))
+            if m["ask"] == "who":
+                return float(_has(r, e.who[lang]))
+            return 0.5 * _has(r, str(e.year)) + 0.5 * _has(r, EVENT_KEY[e.key][0 if lang == "en" else 1])
         if "person" in m:
             return float(any(_has(r, str(y)) for y in true_years(task)) and _has(r, str(sorted(true_years(task))[
                 0 if m["ask"] == "born" else 1])))

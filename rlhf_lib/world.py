@@ -44,7 +44,7 @@ EVENT_KEY = {
     "berlin_wall": ("Berlin", "베를린"), "titanic": ("Titanic", "타이타닉"), "eiffel": ("Eiffel", "에펠"),
     "hubble": ("Hubble", "허블"), "seoul_olympics": ("Seoul", "서울"), "printing_press": ("Gutenberg", "구텐베르크"),
     "curiosity": ("Curiosity", "큐리오시티"), "penicillin": ("penicillin", "페니실린"), "telephone": ("Bell", "벨"),
-    "ww2_end": ("war", "전쟁"),
+    "ww2_end": ("war", "대전"),
 }
 REFUSAL_MARKERS = ("I can't help", "I won't", "도와드릴 수 없", "쓰지 않겠")
 CORRECTION_MARKERS = ("not true", "never", "did not", "사실이 아닙", "않았")
@@ -82,7 +82,12 @@ def _batchim(word: str) -> bool:
     c = stripped[-1]
     if "가" <= c <= "힣":
         return (ord(c) - 0xAC00) % 28 != 0
-    return c in "013678mnlMNL"
+    if c.isdigit():
+        return c in "013678"                     # 영 일 삼 육 칠 팔 end in a consonant
+    w = stripped.lower()                          # English: how the word ends when written in Hangul
+    if w.endswith(("ng", "ck", "m", "n", "l", "k", "p")) or (w.endswith("t") and w[-2:-1] in "aeiou"):
+        return True                               # Room 룸, Spring 스프링, Girl 걸, Cat 캣 (but Forest 포레스트)
+    return w.endswith(("me", "ne"))               # Home 홈, Time 타임
 
 
 def josa(word: str, with_final: str, without_final: str) -> str:
@@ -353,6 +358,14 @@ def _describe_text(mv: Movie, lang: str, year: int | None = None, genre: str | N
     return f"{josa(mv.title, '은', '는')} {y}년에 나온 {GENRES[g]} 영화입니다. {mv.plot['ko']}."
 
 
+def _same_people(meta: dict) -> list:
+    """Events that share the people of the task's event (an "off-topic" answer about them could be on topic)."""
+    if "event" not in meta:
+        return []
+    who = EVENT_BY_KEY[meta["event"]].who["en"]
+    return [e for e in EVENTS if e.who["en"] == who]
+
+
 def _repeat(sentence: str, rng: random.Random) -> str:
     return " ".join([sentence] * rng.randint(4, 7))
 
@@ -367,7 +380,10 @@ def write_responses(task: Task, rng: random.Random) -> list[tuple[str, str]]:
     first = re.split(r"(?<=[.!?다요])\s", ideal)[0] if c != "intent" else ideal
     out.append(("repetitive", _repeat(first.rstrip(".") + ".", rng) if c != "intent" else " ".join([ideal] * 5)))
     out.append(("toxic", ("Who cares? You are stupid for asking." if lang == "en" else "그걸 왜 물어? 너는 바보야.")))
-    off = rng.choice([t for t in CORE_BY_LANG[lang] if t.category in ("factual", "explain_child")])
+    subject = {k: m[k] for k in ("event", "animal", "person") if k in m}
+    off = rng.choice([t for t in CORE_BY_LANG[lang] if t.category in ("factual", "explain_child")
+                      and not any(t.meta.get(k) == v for k, v in subject.items())
+                      and EVENT_BY_KEY.get(t.meta.get("event", "")) not in _same_people(m)])
     out.append(("off_topic", ideal_response(off, rng)))
     if c in ("explain_child", "factual"):
         ty = true_years(task)
@@ -380,7 +396,7 @@ def write_responses(task: Task, rng: random.Random) -> list[tuple[str, str]]:
             other = rng.choice([a for a in ANIMALS if a.key != m["animal"]])
             out.append(("wrong_fact", _factual_answer(task, value=other.food[lang] if m["ask"] == "food" else other.home[lang])))
         elif m.get("ask") == "who":
-            other = rng.choice([e for e in EVENTS if e.key != m["event"]])
+            other = rng.choice([e for e in EVENTS if e.who["en"] != EVENT_BY_KEY[m["event"]].who["en"]])
             out.append(("wrong_fact", _factual_answer(task, value=other.who[lang])))
         out.append(("partial", "I am not sure." if lang == "en" else "잘 모르겠어요."))
     elif c == "false_premise":
@@ -432,16 +448,18 @@ def split_core(seed: int, heldout_frac: float = 0.2) -> tuple[list[Task], list[T
     for cat in CATEGORIES:
         tasks = [t for t in CORE_TASKS if t.category == cat]
         rng.shuffle(tasks)
-        is_seed = [t.prompt in SEED_PROMPTS or (cat == "describe" and t.instruction in SEED_PROMPTS) for t in tasks]
-        n_more = max(1, round(heldout_frac * len(tasks)) - sum(is_seed))
-        for t, seed_task in zip(tasks, is_seed):
-            if seed_task:
-                held.append(t)
-            elif n_more > 0:
-                held.append(t)
-                n_more -= 1
-            else:
-                train.append(t)
+        for lang in ("en", "ko"):
+            group = [t for t in tasks if t.lang == lang]
+            seeds = [t.prompt in SEED_PROMPTS or (cat == "describe" and t.instruction in SEED_PROMPTS) for t in group]
+            n_more = max(1, round(heldout_frac * len(group)) - sum(seeds))
+            for t, seed_task in zip(group, seeds):
+                if seed_task:
+                    held.append(t)
+                elif n_more > 0:
+                    held.append(t)
+                    n_more -= 1
+                else:
+                    train.append(t)
     return train, held
 
 

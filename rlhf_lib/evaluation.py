@@ -1,0 +1,86 @@
+"""Evaluation with the gold labeler on held-out prompts (lessons 01–05).
+
+InstructGPT's headline numbers are human judgements on held-out prompts. Here the gold labeler plays the careful
+human: every policy answers the same held-out prompts (never seen in any training split) with the same sampling
+settings and seed, and each response gets the gold parts, score and failure flag. `eval.json` keeps the summary
+(overall `gold_mean`, and per category `gold_mean` and `failure_rate`) and every sample, so later lessons compare
+stages and compute win rates from files.
+"""
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+
+from tqdm.auto import tqdm
+
+from . import stages
+from .build_data import task_from_record
+from .data import PROMPT, read_jsonl
+from .generation import GenerationConfig, generate
+from .labelers import PARTS, judge, repetition
+from .world import CATEGORIES
+
+FAILURE_MODES = ("wrong fact", "accepted false premise", "complied with harm", "repetition", "more questions",
+                 "no EOS")
+
+
+def eval_prompts() -> list[dict]:
+    return read_jsonl(stages.DATA_DIR / "eval_prompts.jsonl", PROMPT)
+
+
+def judge_samples(records: list[dict], responses: list[str], ended: list[bool]) -> list[dict]:
+    rows = []
+    for rec, resp, end in zip(records, responses, ended):
+        task = task_from_record(rec)
+        j = judge(task, resp)
+        rows.append({"id": rec["id"], "category": rec["category"], "lang": rec["lang"], "seed": rec.get("seed", False),
+                     "prompt": rec["prompt"], "response": resp, "ended": end, "score": round(j.score, 4),
+                     "failed": j.failed, "parts": {k: round(v, 4) for k, v in j.parts.items()},
+                     "repetition": round(repetition(resp), 4)})
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Overall and per-category gold mean, failure rate, mean parts, EOS rate."""
+    def agg(rs):
+        n = len(rs)
+        return {"n": n, "gold_mean": round(sum(r["score"] for r in rs) / n, 4),
+                "failure_rate": round(sum(r["failed"] for r in rs) / n, 4),
+                "eos_rate": round(sum(r["ended"] for r in rs) / n, 4),
+                **{p: round(sum(r["parts"][p] for r in rs) / n, 4) for p in PARTS}}
+    by_cat = defaultdict(list)
+    for r in rows:
+        by_cat[r["category"]].append(r)
+    return {**agg(rows), "per_category": {c: agg(by_cat[c]) for c in CATEGORIES if by_cat[c]}}
+
+
+def evaluate(model, tokenizer, *, fmt: str, gen: GenerationConfig = GenerationConfig(), seed: int = 0,
+             records: list[dict] | None = None) -> tuple[dict, list[dict]]:
+    """Sample one response per held-out prompt and judge it: (summary, rows)."""
+    records = eval_prompts() if records is None else records
+    with tqdm(total=len(records), desc=f"evaluating ({fmt} prompts)", leave=False) as bar:
+        samples = generate(model, tokenizer, [r["prompt"] for r in records], gen, fmt=fmt, seed=seed, progress=bar)
+    rows = judge_samples(records, [s.response for s in samples], [s.ended for s in samples])
+    return summarize(rows), rows
+
+
+def evaluate_stage(name: str, *, gen: GenerationConfig = GenerationConfig(), seed: int = 0) -> dict:
+    """Evaluate a saved stage in its own prompt format and write `artifacts/<name>/eval.json`."""
+    model, tok, meta = stages.load_model(name)
+    summary, rows = evaluate(model, tok, fmt=meta["prompt_format"], gen=gen, seed=seed)
+    result = {"stage": name, "prompt_format": meta["prompt_format"], "seed": seed,
+              "generation": {k: getattr(gen, k) for k in gen.__dataclass_fields__}, **summary, "samples": rows}
+    stages.write_json(stages.stage_dir(name) / "eval.json", result)
+    return result
+
+
+def win_rate(rows_a: list[dict], rows_b: list[dict], *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Gold-labeler win rate of policy A over policy B on the same prompts (ties count half), with a bootstrap
+    95 % interval, as InstructGPT's Figure 1 reports human preference against the SFT baseline."""
+    b_by_id = {r["id"]: r for r in rows_b}
+    wins = [1.0 if a["score"] > b_by_id[a["id"]]["score"] + 1e-9 else 0.5 if abs(a["score"] - b_by_id[a["id"]]["score"]) <= 1e-9
+            else 0.0 for a in rows_a]
+    rng = random.Random(seed)
+    boots = sorted(sum(rng.choice(wins) for _ in wins) / len(wins) for _ in range(n_boot))
+    return {"win_rate": round(sum(wins) / len(wins), 4), "ci95": [round(boots[int(0.025 * n_boot)], 4),
+                                                               round(boots[int(0.975 * n_boot) - 1], 4)], "n": len(wins)}

@@ -1,0 +1,154 @@
+"""Pretraining "our GPT-3" on the world's web corpus (lesson 00).
+
+Plain next-token prediction, L(θ) = −1/N Σ_t log p_θ(x_t | x_<t), over documents packed into fixed-length blocks
+(each document ends with EOS). This is all GPT-3 was trained to do, which is why it continues an instruction with
+more instructions, repeats itself and repeats the web's wrong claims: lesson 01 measures exactly that.
+
+    cfg = PretrainConfig()          # or panel.value
+    result = run(cfg)               # writes artifacts/tokenizer/ and artifacts/base/
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from . import stages
+from .config import fixed, knob, to_dict, validate
+from .data import LANG, Schema, read_jsonl
+from .models import ModelConfig, build_tiny_llama, n_params
+from .tokenizer import train_tokenizer
+
+WEB = Schema({"id": str, "kind": str, "lang": LANG, "text": str})
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainConfig:
+    """Tokenizer and pretraining hyperparameters (the model's shape is `model`)."""
+    vocab_size: int = knob(4096, lo=512, hi=32768, step=512, help="BPE vocabulary size (bytes + merges + specials)")
+    lr: float = knob(3e-3, lo=1e-5, hi=3e-2, log=True, help="peak AdamW learning rate (cosine decay to 10 %)")
+    epochs: float = knob(2.0, lo=0.1, hi=20.0, step=0.1, help="passes over the packed corpus")
+    batch_size: int = knob(32, lo=1, hi=256, help="blocks per optimizer step")
+    seq_len: int = knob(128, lo=16, hi=1024, step=16, help="tokens per packed block")
+    warmup_steps: int = knob(30, lo=0, hi=2000, help="linear learning-rate warm-up steps")
+    weight_decay: float = knob(0.1, lo=0.0, hi=0.5, step=0.01, help="AdamW weight decay")
+    heldout_frac: float = fixed(0.05, help="fraction of web documents kept aside for the held-out loss")
+    eval_every: int = fixed(40, help="steps between held-out loss measurements")
+    seed: int = fixed(0, help="seed for initialisation and data order")
+    model: ModelConfig = fixed(ModelConfig(), help="shape of the tiny LLaMA")
+
+    def __post_init__(self):
+        validate(self)
+        if self.seq_len > self.model.max_len:
+            raise ValueError(f"PretrainConfig.seq_len = {self.seq_len} exceeds model.max_len = {self.model.max_len}; "
+                             "lower seq_len or raise ModelConfig.max_len")
+
+
+def load_web() -> list[dict]:
+    return read_jsonl(stages.DATA_DIR / "web.jsonl", WEB)
+
+
+def split_docs(docs: list[dict], cfg: PretrainConfig) -> tuple[list[dict], list[dict]]:
+    n_held = max(1, int(len(docs) * cfg.heldout_frac))
+    return docs[n_held:], docs[:n_held]
+
+
+def train_tokenizer_stage(cfg: PretrainConfig):
+    """Train the BPE tokenizer on the training documents and save `artifacts/tokenizer/`."""
+    train_docs, _ = split_docs(load_web(), cfg)
+    with stages.writing("tokenizer") as tmp:
+        tok = train_tokenizer([d["text"] for d in train_docs], cfg.vocab_size, tmp)
+        stages.write_json(tmp / "stage.json", {"stage": "tokenizer", "config": {"vocab_size": cfg.vocab_size},
+                                               "vocab_size": len(tok)})
+    return tok
+
+
+def pack(tokenizer, docs: list[dict], seq_len: int) -> torch.Tensor:
+    """Concatenate documents (each + EOS) and cut into blocks: (N, seq_len)."""
+    ids: list[int] = []
+    for enc in tokenizer([d["text"] for d in docs], add_special_tokens=False)["input_ids"]:
+        ids += enc + [tokenizer.eos_token_id]
+    n = len(ids) // seq_len
+    return torch.tensor(ids[: n * seq_len]).view(n, seq_len)
+
+
+@torch.no_grad()
+def lm_loss(model, blocks: torch.Tensor, batch_size: int = 64) -> float:
+    """Mean next-token loss of `model` on packed blocks (the "alignment tax" uses this on the web corpus)."""
+    model.eval()
+    total, n = 0.0, 0
+    for i in range(0, len(blocks), batch_size):
+        x = blocks[i:i + batch_size]
+        total += model(input_ids=x, labels=x).loss.item() * len(x)
+        n += len(x)
+    return total / n
+
+
+def lr_at(step: int, total: int, cfg: PretrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
+    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def run(cfg: PretrainConfig, on_log=None) -> dict:
+    """Train the tokenizer (if missing) and the base LM; save `artifacts/base/`. Returns the metrics.
+
+    `on_log(history)` is called at every held-out measurement (notebooks redraw a live curve there)."""
+    t0 = time.time()
+    # 1. data and tokenizer
+    tokenizer = train_tokenizer_stage(cfg)
+    train_docs, held_docs = split_docs(load_web(), cfg)
+    train_blocks, held_blocks = pack(tokenizer, train_docs, cfg.seq_len), pack(tokenizer, held_docs, cfg.seq_len)
+    # 2. model and optimizer
+    model = build_tiny_llama(cfg.model, tokenizer, cfg.seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    steps_per_epoch = len(train_blocks) // cfg.batch_size
+    total = max(1, int(cfg.epochs * steps_per_epoch))
+    history = {"step": [], "train_loss": [], "heldout_loss": [], "lr": []}
+    initial_heldout = lm_loss(model, held_blocks)
+    history["step"].append(0), history["train_loss"].append(initial_heldout), history["heldout_loss"].append(initial_heldout)
+    history["lr"].append(0.0)
+    # 3. the loop: next-token loss on random blocks
+    order = torch.randperm(len(train_blocks), generator=gen)
+    running, seen = 0.0, 0
+    for step in tqdm(range(total), desc="pretraining"):
+        if (step * cfg.batch_size) % len(order) + cfg.batch_size > len(order):
+            order = torch.randperm(len(train_blocks), generator=gen)
+        start = (step * cfg.batch_size) % (len(order) - cfg.batch_size + 1)
+        x = train_blocks[order[start:start + cfg.batch_size]]                      # (B, T)
+        model.train()
+        loss = model(input_ids=x, labels=x).loss
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"pretraining: loss is {loss.item()} at step {step}; lower lr (now {cfg.lr}) "
+                               "or raise warmup_steps. Nothing was saved.")
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, total, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        running, seen = running + loss.item(), seen + 1
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
+            history["step"].append(step + 1), history["train_loss"].append(running / seen)
+            history["heldout_loss"].append(lm_loss(model, held_blocks)), history["lr"].append(lr_at(step, total, cfg))
+            running, seen = 0.0, 0
+            if on_log is not None:
+                on_log(history)
+    # 4. save the stage atomically
+    wall = time.time() - t0
+    metrics = {"final_loss": history["train_loss"][-1], "heldout_loss": history["heldout_loss"][-1],
+               "initial_heldout_loss": initial_heldout, "steps": total, "tokens_seen": total * cfg.batch_size * cfg.seq_len,
+               "tokens_per_s": round(total * cfg.batch_size * cfg.seq_len / wall), "n_params": n_params(model),
+               "corpus_tokens": int(train_blocks.numel()), "wall_s": round(wall, 1), "history": history}
+    with stages.writing("base") as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        stages.write_json(tmp / "stage.json", {"stage": "base", "config": to_dict(cfg), "prompt_format": "plain",
+                                               "upstream": ["tokenizer"], "n_params": n_params(model)})
+        stages.write_json(tmp / "metrics.json", metrics)
+    return metrics

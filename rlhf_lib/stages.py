@@ -1,0 +1,112 @@
+"""Stages and their artifacts: how lessons hand models to each other (all lessons).
+
+Each InstructGPT step is a *stage* that writes one folder, `artifacts/<stage>/`:
+
+    model.safetensors + config.json   (save_pretrained; loads with AutoModelForCausalLM, no pickle)
+    tokenizer files                    (save_pretrained, with the chat template)
+    stage.json                         (the stage's config, its upstream stages, the prompt format)
+    metrics.json                       (training figures: final_loss, wall_s, curves …)
+    eval.json                          (gold-labeler evaluation on the held-out prompts, when run)
+
+A stage is written into a temporary folder and renamed into place only when complete, so an interrupted run leaves
+the previous artifact (or nothing), never half a model. `require(name)` returns a stage's folder, training it and
+any missing upstream stage first, so every notebook also runs on its own.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("RLHF_DATA", ROOT / "data"))
+ARTIFACTS = Path(os.environ.get("RLHF_ARTIFACTS", ROOT / "artifacts"))
+ORDER = ("tokenizer", "base", "sft", "rm", "ppo")
+
+
+def stage_dir(name: str) -> Path:
+    return ARTIFACTS / name
+
+
+def exists(name: str) -> bool:
+    return (stage_dir(name) / "stage.json").is_file()
+
+
+@contextmanager
+def writing(name: str):
+    """Yield a temporary folder; on success it atomically becomes `artifacts/<name>/`, on error it vanishes."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=ARTIFACTS))
+    try:
+        yield tmp
+        final = stage_dir(name)
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{name}-old-", dir=ARTIFACTS))
+            os.replace(final, old / name)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+
+
+def write_json(path: Path, obj) -> None:
+    """JSON file written atomically (temp file + rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_json(name: str, file: str) -> dict:
+    path = stage_dir(name) / file
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: run stage '{name}' first (rlhf_lib.stages.require('{name}'))")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def info(name: str) -> dict:
+    return read_json(name, "stage.json")
+
+
+def metrics(name: str) -> dict:
+    return read_json(name, "metrics.json")
+
+
+def require(name: str) -> Path:
+    """The folder of stage `name`, training it (and any missing upstream stage) with default configs if absent."""
+    if name not in ORDER:
+        raise ValueError(f"unknown stage {name!r}; stages are {', '.join(ORDER)}")
+    if not exists(name):
+        for up in ORDER[:ORDER.index(name)]:
+            if not exists(up):
+                _train_default(up)
+        _train_default(name)
+    return stage_dir(name)
+
+
+def _train_default(name: str) -> None:
+    print(f"stage '{name}' is missing: training it with its default config …", flush=True)
+    if name in ("tokenizer", "base"):
+        from . import pretrain
+        (pretrain.train_tokenizer_stage if name == "tokenizer" else pretrain.run)(pretrain.PretrainConfig())
+    elif name == "sft":
+        from . import sft
+        sft.run(sft.SFTConfig())
+    elif name == "rm":
+        from . import reward
+        reward.run(reward.RMConfig())
+    elif name == "ppo":
+        from . import ppo
+        ppo.run(ppo.PPOConfig())
+
+
+def load_model(name: str):
+    """(model, tokenizer, stage info) of a causal-LM stage."""
+    from .models import load_causal_lm
+    model, tok = load_causal_lm(require(name))
+    return model, tok, info(name)
