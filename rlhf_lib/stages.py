@@ -108,5 +108,5 @@ def _train_default(name: str) -> None:
 def load_model(name: str):
     """(model, tokenizer, stage info) of a causal-LM stage."""
     from .models import load_causal_lm
-    model, tok = load_causal_lm(require(name))
+    model, tok = load_causal_lm(stage_dir(name) if exists(name) else require(name))
     return model, tok, info(name)

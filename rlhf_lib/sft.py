@@ -1,0 +1,182 @@
+"""Supervised fine-tuning on demonstrations — InstructGPT step 1 (lesson 02).
+
+"Collect demonstration data, and train a supervised policy." Each demonstration is a prompt x and the response y a
+careful labeler wrote. The policy learns p(y | x) with the next-token loss **on the response tokens only**:
+
+    L_SFT(θ) = − 1/|R| Σ_{t ∈ R} log π_θ(y_t | x, y_<t)        R = response tokens (+ the final EOS)
+
+The prompt tokens are masked out (the model should not learn to *write prompts*), and EOS is appended so the policy
+learns to stop. ChatLLaMA's ActorTrainer used the plain loss over prompt + response (`mask_prompt=False`); lesson 02
+trains both and compares.
+
+Two data conventions are supported: Alpaca records (`instruction`, `input`, `output`, rendered with Alpaca's
+template) and chat `messages` (system/user/assistant, rendered with the tokenizer's chat template, as in the
+ChatGPT API). The policy is evaluated with the chat template.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from . import stages
+from .config import fixed, knob, to_dict, validate
+from .data import DEMO_ALPACA, DEMO_CHAT, DataError, read_jsonl
+from .losses import masked_lm_loss
+from .models import load_causal_lm
+from .tokenizer import render_alpaca
+
+
+@dataclass(frozen=True, kw_only=True)
+class SFTConfig:
+    """Supervised fine-tuning hyperparameters."""
+    lr: float = knob(1e-3, lo=1e-6, hi=1e-2, log=True, help="peak AdamW learning rate (cosine decay to 10 %)")
+    epochs: float = knob(2.0, lo=0.1, hi=10.0, step=0.1, help="passes over the demonstrations")
+    batch_size: int = knob(32, lo=1, hi=256, help="demonstrations per optimizer step")
+    mask_prompt: bool = knob(True, help="loss on response tokens only (InstructGPT); off = ChatLLaMA's plain LM loss")
+    use_alpaca: bool = knob(True, help="train on the Alpaca-format demonstrations")
+    use_chat: bool = knob(True, help="train on the chat-format demonstrations")
+    max_len: int = knob(256, lo=32, hi=4096, step=32, help="longest prompt + response in tokens; longer is an error")
+    warmup_steps: int = knob(20, lo=0, hi=1000, help="linear learning-rate warm-up steps")
+    heldout_frac: float = fixed(0.05, help="fraction of demonstrations kept for the held-out loss")
+    eval_every: int = fixed(30, help="steps between held-out loss measurements")
+    seed: int = fixed(0, help="seed for data order")
+    init: str = fixed("base", help="stage the policy starts from")
+    out: str = fixed("sft", help="stage name written (lesson 02 writes the unmasked variant to 'sft_nomask')")
+
+    def __post_init__(self):
+        validate(self)
+        if not (self.use_alpaca or self.use_chat):
+            raise ValueError("SFTConfig: use_alpaca and use_chat are both off; enable at least one data format")
+
+
+@dataclass
+class Example:
+    prompt_ids: list
+    response_ids: list
+    source: str           # "file:line"
+
+
+def load_demos(cfg: SFTConfig, data_dir: Path | None = None) -> list[tuple[str, int, str, str]]:
+    """(path, line, prompt text, response text) for every demonstration, validated before any training."""
+    data_dir = data_dir or stages.DATA_DIR
+    out = []
+    if cfg.use_alpaca:
+        path = data_dir / "sft_alpaca.jsonl"
+        for i, r in enumerate(read_jsonl(path, DEMO_ALPACA), 1):
+            out.append((str(path), i, render_alpaca(r["instruction"], r["input"]), r["output"]))
+    if cfg.use_chat:
+        path = data_dir / "sft_chat.jsonl"
+        for i, r in enumerate(read_jsonl(path, DEMO_CHAT), 1):
+            out.append((str(path), i, r["messages"], r["messages"][-1]["content"]))
+    return out
+
+
+def tokenize_demos(demos, tokenizer, max_len: int) -> list[Example]:
+    """Prompt and response token ids (response + EOS); a demonstration longer than `max_len` is an error that names
+    its file and line."""
+    examples = []
+    for path, line, prompt, response in demos:
+        if isinstance(prompt, list):    # chat messages: everything before the last assistant turn is the prompt
+            prompt = tokenizer.apply_chat_template(prompt[:-1], tokenize=False, add_generation_prompt=True)
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        if len(p) + len(r) > max_len:
+            field = "output" if path.endswith("alpaca.jsonl") else "messages"
+            raise DataError(path, line, field, f"prompt + response is {len(p) + len(r)} tokens > max_len = {max_len}; "
+                            "shorten the demonstration or raise SFTConfig.max_len")
+        examples.append(Example(p, r, f"{path}:{line}"))
+    return examples
+
+
+def collate(batch: list[Example], pad_id: int, mask_prompt: bool) -> dict:
+    """Right-padded tensors: input_ids, attention_mask and loss_mask, all (B, T)."""
+    T = max(len(e.prompt_ids) + len(e.response_ids) for e in batch)
+    ids = torch.full((len(batch), T), pad_id)
+    attn = torch.zeros(len(batch), T)
+    loss_mask = torch.zeros(len(batch), T)
+    for i, e in enumerate(batch):
+        n_p, n = len(e.prompt_ids), len(e.prompt_ids) + len(e.response_ids)
+        ids[i, :n] = torch.tensor(e.prompt_ids + e.response_ids)
+        attn[i, :n] = 1
+        loss_mask[i, (n_p if mask_prompt else 0):n] = 1
+    return {"input_ids": ids, "attention_mask": attn, "loss_mask": loss_mask}
+
+
+def batch_loss(model, b: dict):
+    """Masked next-token loss of one batch: position t predicts token t+1."""
+    logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits   # (B, T, V)
+    return masked_lm_loss(logits[:, :-1], b["input_ids"][:, 1:], b["loss_mask"][:, 1:])
+
+
+@torch.no_grad()
+def heldout_loss(model, examples: list[Example], pad_id: int, batch_size: int = 64) -> float:
+    """Response-only loss on held-out demonstrations (the same measure whether or not training masked prompts)."""
+    model.eval()
+    total, n = 0.0, 0.0
+    for i in range(0, len(examples), batch_size):
+        b = collate(examples[i:i + batch_size], pad_id, mask_prompt=True)
+        loss, stats = batch_loss(model, b)
+        total += loss.item() * stats["n_tokens"].item()
+        n += stats["n_tokens"].item()
+    return total / n
+
+
+def run(cfg: SFTConfig, on_log=None) -> dict:
+    """Fine-tune the `cfg.init` stage on the demonstrations and save stage `cfg.out`. Returns the metrics."""
+    t0 = time.time()
+    # 1. data: every file validated and every length checked before the first step
+    model, tokenizer = load_causal_lm(stages.require(cfg.init))
+    examples = tokenize_demos(load_demos(cfg), tokenizer, cfg.max_len)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    perm = torch.randperm(len(examples), generator=gen).tolist()
+    n_held = max(1, int(len(examples) * cfg.heldout_frac))
+    held = [examples[i] for i in perm[:n_held]]
+    train = [examples[i] for i in perm[n_held:]]
+    # 2. optimizer and schedule
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    total = max(1, int(cfg.epochs * len(train) / cfg.batch_size))
+    pad = tokenizer.pad_token_id
+    history = {"step": [0], "train_loss": [float("nan")], "heldout_loss": [heldout_loss(model, held, pad)]}
+    # 3. the loop
+    order, pos, running, seen = [], 0, 0.0, 0
+    for step in tqdm(range(total), desc=f"SFT ({'masked' if cfg.mask_prompt else 'unmasked'})"):
+        if pos + cfg.batch_size > len(order):                                 # a fresh shuffle each epoch
+            order, pos = torch.randperm(len(train), generator=gen).tolist(), 0
+        b = collate([train[i] for i in order[pos:pos + cfg.batch_size]], pad, cfg.mask_prompt)
+        pos += cfg.batch_size
+        model.train()
+        loss, _ = batch_loss(model, b)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"SFT: loss is {loss.item()} at step {step}; lower lr (now {cfg.lr}). Nothing was saved.")
+        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        running, seen = running + loss.item(), seen + 1
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
+            history["step"].append(step + 1)
+            history["train_loss"].append(running / seen)
+            history["heldout_loss"].append(heldout_loss(model, held, pad))
+            running, seen = 0.0, 0
+            if on_log is not None:
+                on_log(history)
+    # 4. save the stage atomically
+    metrics = {"final_loss": history["train_loss"][-1], "heldout_loss": history["heldout_loss"][-1],
+               "initial_heldout_loss": history["heldout_loss"][0], "steps": total, "n_train": len(train),
+               "n_heldout": len(held), "wall_s": round(time.time() - t0, 1), "history": history}
+    with stages.writing(cfg.out) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        stages.write_json(tmp / "stage.json", {"stage": cfg.out, "config": to_dict(cfg), "prompt_format": "chat",
+                                               "upstream": [cfg.init]})
+        stages.write_json(tmp / "metrics.json", metrics)
+    return metrics
