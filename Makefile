@@ -41,7 +41,7 @@ course-headless: setup
 
 ## test: unit tests, then every lesson notebook in numeric order (nbval-lax: errors fail, outputs not compared)
 test: setup
-	$(TEST_ENV) $(PY) -m pytest --nbval-lax tests $(NOTEBOOKS)
+	$(TEST_ENV) $(PY) -m pytest --nbval-lax --durations=15 tests $(NOTEBOOKS)
 
 ## data: rebuild data/ from seed 0
 data: setup

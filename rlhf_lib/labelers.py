@@ -160,11 +160,16 @@ def _fluent(task: Task, r: str) -> float:
     return f
 
 
+def asks_more(response: str) -> bool:
+    """Does the response go on with new questions or instructions (GPT-3 continuing an FAQ page)?"""
+    return any(x in response for x in ASK_MARKERS)
+
+
 def _format(task: Task, r: str) -> float:
     if task.category == "intent":
         bare = r.strip().strip(".'\" ").lower()
         return 1.0 if bare in INTENT_LABELS else 0.3 if any(lab in bare for lab in INTENT_LABELS) else 0.0
-    if any(x in r for x in ASK_MARKERS):
+    if asks_more(r):
         return 0.0                                   # continued with more instructions or questions
     return 1.0 if n_sentences(r) <= MAX_SENTENCES.get(task.category, 4) else 0.5
 

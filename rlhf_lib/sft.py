@@ -108,9 +108,16 @@ def collate(batch: list[Example], pad_id: int, mask_prompt: bool) -> dict:
 
 
 def batch_loss(model, b: dict):
-    """Masked next-token loss of one batch: position t predicts token t+1."""
-    logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits   # (B, T, V)
-    return masked_lm_loss(logits[:, :-1], b["input_ids"][:, 1:], b["loss_mask"][:, 1:])
+    """Masked next-token loss of one batch: position t predicts token t+1.
+
+    Only the positions that count are sent through the LM head: with a vocabulary of V tokens the head is most of a
+    small model's compute, and the prompt positions' logits would be multiplied by 0 anyway."""
+    mask = b["loss_mask"][:, 1:]                                                           # (B, T-1)
+    hidden = model.get_decoder()(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+    keep = mask.bool()
+    logits = model.get_output_embeddings()(hidden[:, :-1][keep])                          # (N, V), N = mask.sum()
+    labels = b["input_ids"][:, 1:][keep]                                                   # (N,)
+    return masked_lm_loss(logits[None], labels[None], torch.ones_like(labels, dtype=mask.dtype)[None])
 
 
 @torch.no_grad()

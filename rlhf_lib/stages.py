@@ -40,6 +40,7 @@ def writing(name: str):
     """Yield a temporary folder; on success it atomically becomes `artifacts/<name>/`, on error it vanishes."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=ARTIFACTS))
+    tmp.chmod(0o755)                                  # mkdtemp makes it private; a stage is an ordinary folder
     try:
         yield tmp
         final = stage_dir(name)
