@@ -1,0 +1,130 @@
+"""Plots for PPO and its evaluation (lessons 04–05). Matplotlib figures, shown as PNG.
+
+`PPODashboard` is the `on_log` callback of `ppo.run`: it redraws every diagnostic in place after each update and
+leaves one final figure in the notebook. The other functions draw lesson 05's comparisons.
+"""
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+
+from .world import CATEGORIES
+
+# (title, [(history key, label)], y label) — one panel each
+PANELS = (
+    ("reward", [("score", "RM score (proxy)"), ("gold", "gold score (rollouts)"),
+                ("gold_eval", "gold score (fixed held-out batch)")], "score"),
+    ("KL to the reference", [("kl", "k1 per token"), ("kl_k3", "k3 per token")], "nats"),
+    ("KL per response and β", [("kl_seq", "KL per response"), ("beta", "β (×100)")], ""),
+    ("losses", [("policy_loss", "policy loss"), ("value_loss", "value loss"), ("ptx_loss", "ptx loss")], ""),
+    ("PPO ratio", [("clip_frac", "clip fraction"), ("ratio_mean", "ratio mean"), ("ratio_max", "ratio max")], ""),
+    ("critic", [("explained_var", "explained variance")], ""),
+    ("entropy", [("entropy", "entropy per token")], "nats"),
+    ("responses", [("eos_rate", "EOS rate"), ("length", "length / 64 tokens")], ""),
+)
+_SCALE = {"beta": 100.0, "length": 1 / 64}
+
+
+def _series(h: dict, key: str):
+    pts = [(u, v * _SCALE.get(key, 1.0)) for u, v in zip(h["update"], h.get(key, [])) if v == v]  # skip NaN
+    return list(zip(*pts)) if pts else None
+
+
+def dashboard_figure(h: dict, title: str = "PPO"):
+    """All diagnostics of a PPO history on a 2 × 4 grid."""
+    fig, axes = plt.subplots(2, 4, figsize=(15, 5.6))
+    for ax, (name, keys, ylabel) in zip(axes.flat, PANELS):
+        for key, label in keys:
+            s = _series(h, key)
+            if s:
+                ax.plot(*s, marker="." if len(s[0]) < 40 else None, label=label)
+        ax.set(title=name, xlabel="update", ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+class PPODashboard:
+    """`on_log` callback: redraws `dashboard_figure` in place every `every` updates (and at the last one)."""
+
+    def __init__(self, title: str = "PPO", every: int = 1):
+        self.title, self.every, self.handle, self.calls = title, every, None, 0
+
+    def __call__(self, h: dict) -> None:
+        from IPython.display import display
+        self.calls += 1
+        if self.calls % self.every:
+            return
+        fig = dashboard_figure(h, self.title)
+        if self.handle is None:
+            self.handle = display(fig, display_id=True)
+        else:
+            self.handle.update(fig)
+        plt.close(fig)
+
+
+def win_rate_bars(results: dict[str, dict], title: str = "gold win rate against SFT", ax=None):
+    """Grouped bars with 95 % bootstrap intervals: `results[policy][category] = {"win_rate", "ci95"}`; the key
+    "overall" is drawn first. 0.5 = as good as the baseline."""
+    names = list(results)
+    cats = ["overall"] + [c for c in CATEGORIES if all(c in results[n] for n in names)]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(10, 3.6))
+    width = 0.8 / len(names)
+    for i, n in enumerate(names):
+        wr = [results[n][c]["win_rate"] for c in cats]
+        lo = [w - results[n][c]["ci95"][0] for c, w in zip(cats, wr)]
+        hi = [results[n][c]["ci95"][1] - w for c, w in zip(cats, wr)]
+        ax.bar([j + i * width for j in range(len(cats))], wr, width, yerr=[lo, hi], capsize=2,
+               label=f"{n} ({results[n]['overall']['win_rate']:.2f} overall)")
+    ax.axhline(0.5, color="k", lw=0.8, ls="--")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cats))], [c.replace("_", "\n") for c in cats], fontsize=8)
+    ax.set(ylabel="win rate (ties = ½)", ylim=(0, 1.05), title=title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def overoptimization_plot(runs: dict[str, dict], axes=None):
+    """Gao et al. 2022: proxy (RM) and gold score against d = √KL(π ‖ π_SFT) along PPO runs.
+    `runs[label]` is a PPO history (per-update `kl_seq`, `score`, `gold`)."""
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for label, h in runs.items():
+        d = [math.sqrt(max(k, 0.0)) for k in h["kl_seq"]]
+        axes[0].plot(d, h["score"], marker=".", label=label)
+        axes[1].plot(d, h["gold"], marker=".", label=label)
+    axes[0].set(title="proxy: reward-model score", xlabel="√KL per response (nats^½)", ylabel="RM score")
+    axes[1].set(title="gold score (what people would prefer)", xlabel="√KL per response (nats^½)", ylabel="gold score")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return axes
+
+
+def phase_time_bars(per_phase: dict[str, dict], ax=None):
+    """Stacked seconds per PPO update by phase: `per_phase[run] = {"generate": s, "score": s, ...}`."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 2.6))
+    names = list(per_phase)
+    left = [0.0] * len(names)
+    for phase in ("generate", "score", "forward", "update"):
+        vals = [per_phase[n][phase] for n in names]
+        ax.barh(names, vals, left=left, label=phase)
+        left = [a + b for a, b in zip(left, vals)]
+    ax.set(xlabel="seconds per PPO update", title="where the time goes")
+    ax.legend(fontsize=8, ncol=4)
+    return ax
+
+
+def smooth(xs: list[float], k: int = 5) -> list[float]:
+    """Trailing moving average (for noisy per-update curves)."""
+    out = []
+    for i in range(len(xs)):
+        window = [x for x in xs[max(0, i - k + 1):i + 1] if x == x]
+        out.append(sum(window) / len(window) if window else float("nan"))
+    return out
