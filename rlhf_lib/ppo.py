@@ -20,8 +20,8 @@ Everything a rollout produces lives in one `Memory` (ChatLLaMA kept the same fie
 `actions_log_probs` with log(max softmax) — see the "spot the bugs" functions at the end).
 
 **Implementation details** (Huang et al. 2023, "The N implementation details of RLHF with PPO"), each marked `# detail`:
-the reward model and critic read prompt ⊕ response; the RM is normalised (gain, bias) so SFT demonstrations score
-about 0; the KL penalty is in the reward, per token; log-probs use the sampling temperature (π is the distribution we
+the reward model and critic read prompt ⊕ response; the RM is normalised (gain, bias) so SFT samples score mean 0
+and std 1; the KL penalty is in the reward, per token; log-probs use the sampling temperature (π is the distribution we
 actually sample from); advantages are whitened per batch; responses that never end get a fixed penalty score
 (Ziegler et al.: responses without a period got −1); the critic is initialised from the reward model, as InstructGPT
 did; a non-finite number anywhere stops the run, naming the phase and the update, with the last good policy saved.
@@ -52,9 +52,9 @@ from .tokenizer import render_prompt
 
 @dataclass(frozen=True, kw_only=True)
 class PPOConfig:
-    """PPO hyperparameters (lesson 04). Defaults measured to run in about a minute on 2 CPU cores."""
+    """PPO hyperparameters (lesson 04). Defaults measured: about 4.5 s per update on one CPU thread, 16 updates."""
     # the run
-    updates: int = knob(20, lo=1, hi=2000, help="PPO iterations; each is one rollout batch and K epochs on it")
+    updates: int = knob(16, lo=1, hi=2000, help="PPO iterations; each is one rollout batch and K epochs on it")
     batch_size: int = knob(64, lo=2, hi=1024, help="prompts per rollout batch (one response each)")
     minibatch_size: int = knob(8, lo=1, hi=1024, help="responses per gradient step (≤ batch_size)")
     ppo_epochs: int = knob(1, lo=1, hi=16, help="K: passes over each rollout batch (DeepSpeed-Chat found 1 most stable)")
@@ -78,7 +78,7 @@ class PPOConfig:
     # PPO-ptx
     ptx_coef: float = knob(0.0, lo=0.0, hi=50.0, step=0.1, help="γ_ptx: weight of the pretraining loss "
                                                                  "(0 = plain PPO; InstructGPT: 27.8)")
-    ptx_batch_size: int = fixed(8, help="web-corpus blocks (128 tokens each) per gradient step when ptx_coef > 0")
+    ptx_batch_size: int = fixed(4, help="web-corpus blocks (128 tokens each) per gradient step when ptx_coef > 0")
     # sampling
     temperature: float = knob(0.7, lo=0.0, hi=2.0, step=0.05, help="sampling temperature (> 0; Ziegler: 0.7)")
     top_k: int = knob(0, lo=0, hi=500, help="sample from the k most likely tokens (0 = off)")
@@ -391,8 +391,8 @@ class _NonFinite(Exception):
 
 _FIXES = {"2. score (reward model)": "the reward model returned NaN/inf: check its normalisation (gain/bias) and "
                                      "that it was trained to the end",
-          "3. forward (log-probs, values)": "the policy or critic weights diverged: lower lr or raise max_grad_norm "
-                                            "clipping; lower clip_eps",
+          "3. forward (log-probs, values)": "the policy or critic weights diverged in the previous update: lower lr "
+                                            "(now {lr}) or clip_eps",
           "5. advantages": "check the scores and β; a huge β or score makes GAE overflow",
           "6. update": "the loss diverged: lower lr (now {lr}), fewer ppo_epochs, smaller clip_eps"}
 
@@ -405,9 +405,10 @@ def health_warnings(h: dict, i: int, cfg: PPOConfig) -> list[str]:
         out.append(f"update {i}: KL to the reference is {kl:.3f} nats (noise ±{se:.3f}). A negative KL estimate "
                    "beyond noise means the log-probs are not those of the sampling distribution: sample with "
                    "top_k = 0 and top_p = 1 (truncated sampling makes k1 biased) and score with the same temperature")
-    if h["ratio_max"][i] > 10:
-        out.append(f"update {i}: ratio π/π_old reached {h['ratio_max'][i]:.1f}. The policy moves too far in one "
-                   f"batch: lower lr (now {cfg.lr}) or ppo_epochs (now {cfg.ppo_epochs}), or lower clip_eps")
+    if h["ratio_mean"][i] > 1.2 or h["ratio_max"][i] > 50:        # a few rare tokens reaching ~10–20 is normal
+        out.append(f"update {i}: ratio π/π_old reached mean {h['ratio_mean'][i]:.2f}, max {h['ratio_max'][i]:.1f}. "
+                   f"The policy moves too far within one batch: lower lr (now {cfg.lr}) or ppo_epochs "
+                   f"(now {cfg.ppo_epochs}), or lower clip_eps")
     eos0, eos = h["eos_rate"][0], h["eos_rate"][i]
     if eos < 0.8 and eos < eos0 - 0.1:
         out.append(f"update {i}: only {eos:.0%} of responses end with EOS (first batch: {eos0:.0%}). The policy learns "
@@ -500,8 +501,8 @@ def train(cfg: PPOConfig, policy, ref, critic, tokenizer, prompts: list[dict], r
         bar.set_postfix(score=f"{h['score'][-1]:.2f}", kl=f"{h['kl_seq'][-1]:.2f}", beta=f"{h['beta'][-1]:.3f}")
         if on_log is not None:
             on_log(h)
-    h["samples"] = [{"category": r.get("category", ""), "prompt": r["prompt"], "response": t, "score": float(s),
-                     "gold": g} for r, t, s, g in zip(mem.records, mem.texts, mem.scores, gold)]
+    h["samples"] = [{"id": r.get("id", ""), "category": r.get("category", ""), "prompt": r["prompt"], "response": t,
+                     "score": float(s), "gold": g} for r, t, s, g in zip(mem.records, mem.texts, mem.scores, gold)]
     return h
 
 

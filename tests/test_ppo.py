@@ -250,7 +250,8 @@ def test_nan_loss_stops_in_the_update_phase(tok, monkeypatch):
 
 def test_health_warnings_name_cause_and_fix():
     cfg = ppo.PPOConfig()
-    h = {"kl_seq": [0.0, -2.0], "kl_seq_se": [0.1, 0.1], "ratio_max": [1.1, 30.0], "eos_rate": [1.0, 0.5],
+    h = {"kl_seq": [0.0, -2.0], "kl_seq_se": [0.1, 0.1], "ratio_max": [1.1, 80.0], "ratio_mean": [1.0, 1.3],
+         "eos_rate": [1.0, 0.5],
          "length": [20.0, 45.0]}
     msgs = " ".join(ppo.health_warnings(h, 1, cfg))
     assert "negative KL" in msgs and "top_k" in msgs
