@@ -119,21 +119,27 @@ def _type_ok(value, typ) -> bool:
     return True  # other annotations (tuples, paths, ...) are not type-checked here
 
 
+def check_field(cfg_or_cls, name: str, value) -> None:
+    """Check one value for one field (type, range, choices) without building a config, so cross-field rules are not
+    involved; raise ValueError naming the field and its allowed values."""
+    cls = (cfg_or_cls if isinstance(cfg_or_cls, type) else type(cfg_or_cls)).__name__
+    typ, meta = field_type(cfg_or_cls, name), _fields(cfg_or_cls)[name].metadata
+    if meta.get("log") and typ is not float:
+        raise ValueError(f"{cls}.{name}: log=True only applies to float fields; drop log=True")
+    if not _type_ok(value, typ) or (dataclasses.is_dataclass(typ) and not isinstance(value, typ)):
+        raise ValueError(f"{cls}.{name} = {value!r} has the wrong type; expected {getattr(typ, '__name__', typ)}, "
+                         f"got {type(value).__name__}")
+    choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
+    if choices is not None and value not in choices:
+        raise ValueError(f"{cls}.{name} = {value!r} is not allowed; allowed: {allowed(cfg_or_cls, name)}")
+    if lo is not None and not lo <= value <= hi:  # also rejects NaN
+        raise ValueError(f"{cls}.{name} = {value!r} is out of range; allowed: {lo} ≤ {name} ≤ {hi}")
+
+
 def validate(cfg) -> None:
     """Check every field's type, range and choices; raise ValueError naming the field and allowed values."""
-    cls = type(cfg).__name__
-    for name, f in _fields(cfg).items():
-        value, typ, meta = getattr(cfg, name), field_type(cfg, name), f.metadata
-        if meta.get("log") and typ is not float:
-            raise ValueError(f"{cls}.{name}: log=True only applies to float fields; drop log=True")
-        if not _type_ok(value, typ):
-            raise ValueError(f"{cls}.{name} = {value!r} has the wrong type; expected {typ.__name__}, "
-                             f"got {type(value).__name__}")
-        choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
-        if choices is not None and value not in choices:
-            raise ValueError(f"{cls}.{name} = {value!r} is not allowed; allowed: {allowed(cfg, name)}")
-        if lo is not None and not lo <= value <= hi:  # also rejects NaN
-            raise ValueError(f"{cls}.{name} = {value!r} is out of range; allowed: {lo} ≤ {name} ≤ {hi}")
+    for name in _fields(cfg):
+        check_field(cfg, name, getattr(cfg, name))
 
 
 def _check_names(cls, names) -> None:
@@ -175,19 +181,52 @@ def _parse_value(cfg, name: str, raw: str):
     raise ValueError(f"{cls}.{name} has type {typ!r}; --set only supports int, float, bool and str fields")
 
 
+def parse_override(cfg, item: str) -> tuple[str, object]:
+    """One "field=value" item, parsed by the field's type and checked on its own: (field, value).
+
+    A dotted field reaches into a nested config ("model.hidden_size=64"). Cross-field rules need every change at
+    once, so they are left to `parse_overrides`."""
+    name, sep, raw = item.partition("=")
+    name = name.strip()
+    if not sep or not name:
+        raise ValueError(f"--set expects field=value, got {item!r}; valid fields: {', '.join(_fields(cfg))}")
+    head, dot, rest = name.partition(".")
+    _check_names(type(cfg), [head])
+    if dot:
+        inner = getattr(cfg, head)
+        if not dataclasses.is_dataclass(inner):
+            raise ValueError(f"{type(cfg).__name__}.{head} is not a nested config; use {head}=value")
+        return name, parse_override(inner, f"{rest}={raw}")[1]
+    value = _parse_value(cfg, name, raw)
+    check_field(cfg, name, value)
+    return name, value
+
+
 def parse_overrides(cfg, items):
-    """Apply ["field=value", ...] (from `--set field=value`) to cfg, parsing each value by its field type."""
+    """Apply ["field=value", ...] (from `--set field=value`) to cfg, parsing each value by its field type.
+
+    Dotted fields set a nested config's fields ("model.hidden_size=64")."""
     changes = {}
     for item in items:
-        name, sep, raw = item.partition("=")
-        name = name.strip()
-        if not sep or not name:
-            raise ValueError(f"--set expects field=value, got {item!r}; valid fields: {', '.join(_fields(cfg))}")
-        _check_names(type(cfg), [name])
+        name, value = parse_override(cfg, item)
         if name in changes:
             raise ValueError(f"--set {name}=... given twice; keep one")
-        changes[name] = _parse_value(cfg, name, raw)
-    return override(cfg, **changes)
+        changes[name] = value
+    return _apply(cfg, changes)
+
+
+def _apply(cfg, changes: dict):
+    """`override` with dotted names for nested configs."""
+    flat, nested = {}, {}
+    for name, value in changes.items():
+        head, dot, rest = name.partition(".")
+        if dot:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            flat[name] = value
+    for head, sub in nested.items():
+        flat[head] = _apply(getattr(cfg, head), sub)
+    return override(cfg, **flat)
 
 
 def to_dict(cfg) -> dict:
@@ -200,7 +239,8 @@ def to_dict(cfg) -> dict:
 
 
 def from_dict(cls, d):
-    """Rebuild a config saved with `to_dict`; unknown keys are an error, missing ones take their defaults."""
+    """Rebuild a config saved with `to_dict` (or read from a config file); unknown keys are an error, missing ones
+    take their defaults, nested dicts become nested configs."""
     if not isinstance(d, dict):
         raise TypeError(f"from_dict({cls.__name__}, ...) expects a dict, got {type(d).__name__}")
     _check_names(cls, d)
@@ -210,8 +250,13 @@ def from_dict(cls, d):
         raise ValueError(f"{cls.__name__}: missing required field(s) {', '.join(missing)}")
     kwargs = {}
     for name, value in d.items():
-        if typing.get_origin(field_type(cls, name)) is tuple and isinstance(value, list):
+        typ = field_type(cls, name)
+        if dataclasses.is_dataclass(typ) and isinstance(value, dict):
+            value = from_dict(typ, value)  # a nested config
+        elif typing.get_origin(typ) is tuple and isinstance(value, list):
             value = tuple(value)  # JSON has no tuples
+        elif typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)  # "lr = 1" in a file
         kwargs[name] = value
     cfg = cls(**kwargs)
     validate(cfg)

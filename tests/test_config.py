@@ -6,7 +6,8 @@ import ipywidgets as w
 import pytest
 import traitlets
 
-from rlhf_lib.config import (allowed, fixed, from_dict, knob, override, parse_overrides, to_dict,
+from rlhf_lib.config import (allowed, check_field, fixed, from_dict, knob, override, parse_override, parse_overrides,
+                             to_dict,
                              tunable_fields, validate)
 from rlhf_lib.widgets import ConfigPanel
 
@@ -147,6 +148,45 @@ def test_from_dict_rejects_unknown_and_bad_values():
         from_dict(ExampleConfig, {**to_dict(ExampleConfig()), "batchsize": 3})
     with pytest.raises(ValueError, match="out of range"):
         from_dict(ExampleConfig, {"batch_size": 0})
+
+
+@dataclass(frozen=True, kw_only=True)
+class OuterConfig:
+    epochs: float = knob(2.0, lo=0.1, hi=10.0, help="passes")
+    inner: ExampleConfig = fixed(ExampleConfig(), help="a nested config")
+
+    def __post_init__(self):
+        validate(self)
+
+
+def test_check_field_alone_ignores_cross_field_rules():
+    check_field(ExampleConfig, "warmup_steps", 500)                      # > steps, but that is a cross-field rule
+    with pytest.raises(ValueError, match=r"ExampleConfig.warmup_steps = 5000 is out of range"):
+        check_field(ExampleConfig(), "warmup_steps", 5000)
+    with pytest.raises(ValueError, match=r"OuterConfig.inner = \{\} has the wrong type; expected ExampleConfig"):
+        check_field(OuterConfig, "inner", {})
+
+
+def test_parse_override_single_item_and_nested_fields():
+    assert parse_override(ExampleConfig(), "lr=3e-4") == ("lr", 3e-4)
+    assert parse_override(OuterConfig(), "inner.batch_size=16") == ("inner.batch_size", 16)
+    with pytest.raises(ValueError, match=r"ExampleConfig.batch_size = 100 is out of range"):
+        parse_override(OuterConfig(), "inner.batch_size=100")
+    with pytest.raises(ValueError, match=r"OuterConfig.epochs is not a nested config"):
+        parse_override(OuterConfig(), "epochs.x=1")
+    cfg = parse_overrides(OuterConfig(), ["inner.steps=500", "inner.warmup_steps=400", "epochs=1"])
+    assert (cfg.epochs, cfg.inner.steps, cfg.inner.warmup_steps) == (1.0, 500, 400)
+    with pytest.raises(ValueError, match="warmup_steps = 400 must be ≤ steps = 100"):
+        parse_overrides(OuterConfig(), ["inner.warmup_steps=400"])
+
+
+def test_from_dict_nested_configs_and_int_for_float():
+    cfg = parse_overrides(OuterConfig(), ["inner.optimizer=sgd"])
+    assert from_dict(OuterConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg
+    cfg = from_dict(OuterConfig, {"epochs": 3, "inner": {"batch_size": 4}})
+    assert cfg.epochs == 3.0 and isinstance(cfg.epochs, float) and cfg.inner.batch_size == 4
+    with pytest.raises(ValueError, match=r"ExampleConfig has no field 'bs'"):
+        from_dict(OuterConfig, {"inner": {"bs": 4}})
 
 
 # ---------------------------------------------------------------- widgets
