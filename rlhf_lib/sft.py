@@ -133,17 +133,22 @@ def heldout_loss(model, examples: list[Example], pad_id: int, batch_size: int = 
     return total / n
 
 
+def split_demos(cfg: SFTConfig, tokenizer) -> tuple[list[Example], list[Example], torch.Generator]:
+    """Training and held-out examples, and the seeded generator that goes on to shuffle the training set each epoch:
+    `run` and the multi-process trainer (`distributed.run_sft`) see the same split and the same batches."""
+    examples = tokenize_demos(load_demos(cfg), tokenizer, cfg.max_len)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    perm = torch.randperm(len(examples), generator=gen).tolist()
+    n_held = max(1, int(len(examples) * cfg.heldout_frac))
+    return [examples[i] for i in perm[n_held:]], [examples[i] for i in perm[:n_held]], gen
+
+
 def run(cfg: SFTConfig, on_log=None) -> dict:
     """Fine-tune the `cfg.init` stage on the demonstrations and save stage `cfg.out`. Returns the metrics."""
     t0 = time.time()
     # 1. data: every file validated and every length checked before the first step
     model, tokenizer = load_causal_lm(stages.require(cfg.init))
-    examples = tokenize_demos(load_demos(cfg), tokenizer, cfg.max_len)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    perm = torch.randperm(len(examples), generator=gen).tolist()
-    n_held = max(1, int(len(examples) * cfg.heldout_frac))
-    held = [examples[i] for i in perm[:n_held]]
-    train = [examples[i] for i in perm[n_held:]]
+    train, held, gen = split_demos(cfg, tokenizer)
     # 2. optimizer and schedule
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     total = max(1, int(cfg.epochs * len(train) / cfg.batch_size))

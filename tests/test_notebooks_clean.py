@@ -2,7 +2,8 @@
 
 Every `notebooks/*.ipynb` must be valid nbformat v4, carry no outputs or execution counts (run `make strip`),
 use the `python3` kernel, open with an H1 title, have `Summary` and `Exercises` headings, and be numbered
-`NN_name.ipynb` with unique consecutive numbers from 00.
+`NN_name.ipynb` with unique consecutive numbers from 00 (the draft lessons in `notebooks/drafts/` keep their numbers
+in the sequence).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+DRAFTS = sorted((NOTEBOOK_DIR / "drafts").glob("*.ipynb"))
 NAME_RE = re.compile(r"^(\d{2})_[a-z0-9_]+\.ipynb$")
 STRIP_HINT = "commit notebooks without outputs: run `make strip`"
 
@@ -84,7 +86,8 @@ def test_numbering():
         pytest.skip("no notebooks yet")
     bad = [p.name for p in NOTEBOOKS if not NAME_RE.match(p.name)]
     assert not bad, f"notebooks must be named NN_name.ipynb (lowercase, underscores): {bad}"
-    numbers = [int(NAME_RE.match(p.name).group(1)) for p in NOTEBOOKS]
+    numbers = sorted(int(m.group(1)) for p in NOTEBOOKS + DRAFTS if (m := NAME_RE.match(p.name)))
     dupes = sorted({n for n in numbers if numbers.count(n) > 1})
-    assert not dupes, f"duplicate notebook numbers: {dupes}"
-    assert numbers == list(range(len(numbers))), f"notebook numbers must be consecutive from 00, got {numbers}"
+    assert not dupes, f"duplicate notebook numbers (lessons and drafts): {dupes}"
+    assert numbers == list(range(len(numbers))), \
+        f"notebook numbers (lessons and drafts) must be consecutive from 00, got {numbers}"
