@@ -12,7 +12,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 TEST_ENV := MPLBACKEND=Agg PYTHONHASHSEED=0 TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup course course-headless test data clean-artifacts strip
+.PHONY: setup course course-headless test data clean-artifacts strip bench-setup bench bench-ppo bench-sft-rm
 
 ## setup: create .venv if missing; (re)install the pinned package when pyproject.toml changed
 setup: $(STAMP)
@@ -53,3 +53,33 @@ clean-artifacts:
 ## strip: remove outputs from the notebooks before committing
 strip: setup
 	$(if $(NOTEBOOKS),$(JUPYTER) nbconvert --clear-output --inplace $(NOTEBOOKS),@echo "no notebooks to strip")
+
+## bench-setup: a separate environment for the benchmarks (.venv-bench: the course + TRL 1.16.0, pinned) and
+## TRL 1.12.0, the last release with PPOTrainer, in its own folder (.bench/trl-1.12.0) that only benchmarks/ppo.py reads
+BENCH_VENV  := .venv-bench
+BENCH_PY    := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.installed
+TRL_PPO_DIR := .bench/trl-1.12.0
+NICE        ?= nice -n 19
+BENCH_ARGS  ?=
+
+bench-setup: $(BENCH_STAMP)
+
+$(BENCH_PY):
+	$(PYTHON3) -m venv $(BENCH_VENV)
+
+# torch is pinned to the course's version so pip keeps the CPU build instead of pulling a CUDA one
+$(BENCH_STAMP): pyproject.toml | $(BENCH_PY)
+	$(NICE) $(BENCH_PY) -m pip install -q 'torch==2.13.0' -e '.[bench]'
+	rm -rf $(TRL_PPO_DIR)
+	$(NICE) $(BENCH_PY) -m pip install -q --no-deps --target $(TRL_PPO_DIR) 'trl==1.12.0'
+	touch $@
+
+## bench: SFT and reward-model throughput, then PPO, each against TRL (prints markdown tables; not tests)
+bench: bench-sft-rm bench-ppo
+
+bench-sft-rm: bench-setup
+	$(NICE) $(BENCH_PY) benchmarks/sft_rm.py $(BENCH_ARGS)
+
+bench-ppo: bench-setup
+	$(NICE) $(BENCH_PY) benchmarks/ppo.py --trl-path $(TRL_PPO_DIR) $(BENCH_ARGS)
