@@ -304,11 +304,6 @@ def set_lr(engine, lr: float) -> None:
         group["lr"] = lr
 
 
-def cosine_lr(lr: float, warmup_steps: int, step: int, total: int) -> float:
-    """The schedule of `sft.run` and `reward.train`: linear warm-up, cosine decay to 10 %."""
-    return lr * min(1.0, (step + 1) / max(1, warmup_steps)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total)))
-
-
 def save_stage(name: str, models: Sequence[torch.nn.Module], stage: int, rank: int,
                write: Callable[[Path], None]) -> None:
     """Write stage `name` once: rank 0 calls `write(folder)` inside `stages.writing`. Under ZeRO-3 every rank holds a
@@ -366,7 +361,7 @@ def run_sft(cfg: SFTConfig, ds_config: str | Path | dict = "zero2", *, max_steps
             parts = [sft.collate(mine[k * micro:(k + 1) * micro], pad, cfg.mask_prompt) for k in range(accum)]
             n_tok = [float(b["loss_mask"][:, 1:].sum()) for b in parts]
             n_all = all_reduce([sum(n_tok)], "sum")[0]                           # response tokens in the whole step
-            set_lr(engine, cosine_lr(cfg.lr, cfg.warmup_steps, step, total))
+            set_lr(engine, sft.warmup_cosine_lr(cfg.lr, cfg.warmup_steps, step, total))
             model.train()
             step_loss = 0.0
             for b, n in zip(parts, n_tok):
@@ -419,7 +414,7 @@ def run_rm(cfg: RMConfig, ds_config: str | Path | dict = "zero2", *, data: Compa
     the comparisons are sent to every rank; each rank trains on its share of every batch of prompts. Returns the
     metrics (the same on every rank); rank 0 writes stage `cfg.out`."""
     from transformers import AutoTokenizer
-    from . import reward
+    from . import reward, sft
     ds = stage_config("rm", cfg, ds_config, world_size())
     rank, world = init()
     t0 = time.time()
@@ -450,7 +445,7 @@ def run_rm(cfg: RMConfig, ds_config: str | Path | dict = "zero2", *, data: Compa
             if step % per_epoch == 0:
                 order = torch.randperm(len(data.train), generator=gen, device="cpu").tolist()
             which = order[(step % per_epoch) * cfg.prompts_per_batch:][:cfg.prompts_per_batch][rank::world]
-            set_lr(engine, cosine_lr(cfg.lr, cfg.warmup_steps, step, total))
+            set_lr(engine, sft.warmup_cosine_lr(cfg.lr, cfg.warmup_steps, step, total))
             model.train()
             loss_acc = [0.0, 0.0]
             for k in range(accum):                   # each micro-batch holds `micro` prompts: equal weights

@@ -57,6 +57,7 @@ from .generation import GenerationConfig, generate
 from .labelers import SimulatedLabeler, judge
 from .losses import mse_reward_loss, pairwise_loss_grouped
 from .models import load_causal_lm
+from .sft import warmup_cosine_lr
 from .tokenizer import render_prompt
 
 DATA_FIELDS = ("n_prompts", "sft_samples", "max_len", "temperatures", "max_new_tokens", "heldout_frac", "seed", "init")
@@ -493,8 +494,7 @@ def train(cfg: RMConfig, data: ComparisonData, model, tokenizer, on_log=None, fe
         if not torch.isfinite(loss):
             raise RuntimeError(f"reward model: loss is {loss.item()} in phase 3 (train) at step {step}; lower lr "
                                f"(now {cfg.lr}). Nothing was saved.")
-        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total))
+        lr = warmup_cosine_lr(cfg.lr, cfg.warmup_steps, step, total)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)

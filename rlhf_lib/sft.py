@@ -133,6 +133,12 @@ def heldout_loss(model, examples: list[Example], pad_id: int, batch_size: int = 
     return total / n
 
 
+def warmup_cosine_lr(lr: float, warmup_steps: int, step: int, total: int) -> float:
+    """Learning rate at optimizer step `step` of `total`: linear warm-up over `warmup_steps`, then cosine decay from
+    `lr` to 10 % of it. The schedule of SFT, the reward model and their multi-process versions."""
+    return lr * min(1.0, (step + 1) / max(1, warmup_steps)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total)))
+
+
 def split_demos(cfg: SFTConfig, tokenizer) -> tuple[list[Example], list[Example], torch.Generator]:
     """Training and held-out examples, and the seeded generator that goes on to shuffle the training set each epoch:
     `run` and the multi-process trainer (`distributed.run_sft`) see the same split and the same batches."""
@@ -165,8 +171,7 @@ def run(cfg: SFTConfig, on_log=None) -> dict:
         loss, _ = batch_loss(model, b)
         if not torch.isfinite(loss):
             raise RuntimeError(f"SFT: loss is {loss.item()} at step {step}; lower lr (now {cfg.lr}). Nothing was saved.")
-        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        lr *= 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total))
+        lr = warmup_cosine_lr(cfg.lr, cfg.warmup_steps, step, total)
         for g in opt.param_groups:
             g["lr"] = lr
         opt.zero_grad(set_to_none=True)
