@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import labelers
+from .config import knob, validate
 from .data import write_jsonl
 from .world import CATEGORIES, SEED_PROMPTS, Task, ideal_response, is_seed, sample_tasks, split_core, web_corpus, \
     write_responses
@@ -24,12 +25,18 @@ SYSTEM_PROMPT = {"en": "You are a helpful, truthful and harmless assistant.",
 
 @dataclass(frozen=True)
 class DataSizes:
-    web_docs: int = 12000
-    sft_alpaca: int = 2000
-    sft_chat: int = 2000
-    comparisons: int = 3000
-    rl_prompts: int = 3000
-    eval_per_category: int = 40
+    """How many records each file gets; the defaults give the committed data/."""
+    web_docs: int = knob(12000, lo=10, hi=1_000_000, help="web documents, the pretraining corpus")
+    sft_alpaca: int = knob(2000, lo=1, hi=1_000_000, help="demonstrations in Alpaca format")
+    sft_chat: int = knob(2000, lo=1, hi=1_000_000, help="demonstrations in chat format")
+    comparisons: int = knob(3000, lo=10, hi=1_000_000, help="prompts with 4-9 written responses ranked by a simulated "
+                                                              "labeler")
+    rl_prompts: int = knob(3000, lo=1, hi=1_000_000, help="prompts for PPO")
+    eval_per_category: int = knob(40, lo=8, hi=10_000, help="held-out evaluation prompts per category, the seed "
+                                                            "prompts included")
+
+    def __post_init__(self):
+        validate(self)
 
 
 def task_record(t: Task) -> dict:

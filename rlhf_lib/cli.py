@@ -33,11 +33,7 @@ from pathlib import Path
 
 from . import stages
 from .build_data import DataSizes
-from .config import allowed, field_type, fixed, from_dict, knob, override, parse_override, parse_overrides, to_dict, \
-    validate
-
-_SIZES = DataSizes()
-
+from .config import allowed, field_type, fixed, from_dict, override, parse_override, parse_overrides, to_dict
 
 class UsageError(Exception):
     """Bad command-line input: reported as one line with exit status 2, before any work starts."""
@@ -45,25 +41,13 @@ class UsageError(Exception):
 
 # ------------------------------------------------------------------------------------ configs of the CLI's own
 @dataclass(frozen=True, kw_only=True)
-class DataConfig:
+class DataConfig(DataSizes):
     """Sizes and seed of the simulated world's data (`build_data.build`); the defaults give the committed data/."""
-    web_docs: int = knob(_SIZES.web_docs, lo=10, hi=1_000_000, help="web documents, the pretraining corpus")
-    sft_alpaca: int = knob(_SIZES.sft_alpaca, lo=1, hi=1_000_000, help="demonstrations in Alpaca format")
-    sft_chat: int = knob(_SIZES.sft_chat, lo=1, hi=1_000_000, help="demonstrations in chat format")
-    comparisons: int = knob(_SIZES.comparisons, lo=10, hi=1_000_000,
-                            help="prompts with 4-9 written responses ranked by a simulated labeler")
-    rl_prompts: int = knob(_SIZES.rl_prompts, lo=1, hi=1_000_000, help="prompts for PPO")
-    eval_per_category: int = knob(_SIZES.eval_per_category, lo=8, hi=10_000,
-                                  help="held-out evaluation prompts per category, the seed prompts included")
     seed: int = fixed(0, help="seed of the world's sampling and of the labelers' calibration")
 
-    def __post_init__(self):
-        validate(self)
-
     def sizes(self) -> DataSizes:
-        """The `DataSizes` that `build_data.build` takes."""
-        names = {f.name for f in dataclasses.fields(DataSizes)}
-        return DataSizes(**{n: getattr(self, n) for n in names if hasattr(self, n)})
+        """The `DataSizes` that `build_data.build` takes (without the seed)."""
+        return DataSizes(**{f.name: getattr(self, f.name) for f in dataclasses.fields(DataSizes)})
 
 
 @functools.cache
