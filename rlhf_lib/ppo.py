@@ -553,6 +553,19 @@ def gold_scores(records: list[dict], texts: list[str]) -> list[float]:
     return [score(task_from_record(r), t) for r, t in zip(records, texts)]
 
 
+def gold_reward_fn(center: float = 0.0, scale: float = 1.0):
+    """`reward_fn` for `train` that scores with the gold labeler itself: (gold − center) / scale, a *perfect*
+    reward model (AlpacaFarm's "oracle" reward). PPO against it shows what the policy can reach in a given budget
+    when the reward model makes no mistakes, which separates reward-model errors from the limits of the policy and
+    of the optimisation. Only the simulated world can do this; with people, the gold labeler does not exist."""
+    if scale <= 0:
+        raise ValueError(f"gold_reward_fn: scale = {scale} must be > 0")
+
+    def score(records, texts):
+        return torch.tensor([(g - center) / scale for g in gold_scores(records, texts)])
+    return score
+
+
 def reward_model_fn(rm, rm_tokenizer, norm: dict, batch_size: int = 64):
     """`reward_fn` for `train`: the normalised reward-model score of prompt ⊕ response."""
     from .reward import score_texts
@@ -598,9 +611,10 @@ def load_models(cfg: PPOConfig):
     return policy, ref, rm, critic, tokenizer, rm_tok, norm
 
 
-def run(cfg: PPOConfig, on_log=None) -> dict:
+def run(cfg: PPOConfig, on_log=None, reward_fn=None) -> dict:
     """Train PPO (or PPO-ptx) from stage `cfg.init` against stage `cfg.reward`; save stage `cfg.out` with
-    metrics.json and (if cfg.evaluate) eval.json. Returns the metrics."""
+    metrics.json and (if cfg.evaluate) eval.json. Returns the metrics. `reward_fn(records, texts) -> (B,)` replaces
+    the reward model's score if given (e.g. `gold_reward_fn`); the critic still starts from stage `cfg.reward`."""
     from .data import PROMPT, read_jsonl
     from .pretrain import lm_loss
     t0 = time.time()
@@ -610,7 +624,8 @@ def run(cfg: PPOConfig, on_log=None) -> dict:
     ptx_train, web_held = web_blocks(tokenizer)
     web_loss_before = lm_loss(policy, web_held)
     last_good = stages.ARTIFACTS / f"{cfg.out or 'ppo'}_last_good"
-    h = train(cfg, policy, ref, critic, tokenizer, prompts, reward_model_fn(rm, rm_tok, norm), gold_fn=gold_scores,
+    reward_fn = reward_model_fn(rm, rm_tok, norm) if reward_fn is None else reward_fn
+    h = train(cfg, policy, ref, critic, tokenizer, prompts, reward_fn, gold_fn=gold_scores,
               gold_records=fixed_eval_records(cfg.gold_batch, cfg.seed), ptx_blocks=ptx_train, on_log=on_log,
               last_good_dir=last_good)
     wall = time.time() - t0

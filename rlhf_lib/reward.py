@@ -11,9 +11,9 @@ comparisons, and a prompt with nine responses weighs as much as one with four (I
 pairs into the dataset over-fits within one epoch).
 
 The comparisons are collected as InstructGPT collected them. For each prompt of `data/comparisons.jsonl`, the K
-responses are the world's written ones plus `sft_samples` sampled from the SFT policy (K ≤ 9), all ranked by ONE
-simulated labeler (the record's `labeler`, from the calibrated pool of `data/world.json`), who perceives the gold
-criteria with his own weights and noise. The noise-free gold order is kept beside it, and a second, independent
+responses are the world's written ones (the first `written`) plus `sft_samples` sampled from the SFT policy (K ≤ 9),
+all ranked by ONE simulated labeler (the record's `labeler`, from the calibrated pool of `data/world.json`), who
+perceives the gold criteria with his own weights and noise. The noise-free gold order is kept beside it, and a second, independent
 labeler ranks the held-out prompts too: their agreement is the measured human ceiling.
 
     cfg = RMConfig()                          # or panel.value
@@ -60,7 +60,7 @@ from .models import load_causal_lm
 from .sft import warmup_cosine_lr
 from .tokenizer import render_prompt
 
-DATA_FIELDS = ("n_prompts", "sft_samples", "max_len", "temperatures", "max_new_tokens", "heldout_frac", "seed", "init")
+DATA_FIELDS = ("n_prompts", "written", "sft_samples", "max_len", "temperatures", "max_new_tokens", "heldout_frac", "seed", "init")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +78,10 @@ class RMConfig:
                      help="scalar head on the last token: linear (InstructGPT) or Linear→ReLU→Linear (ChatLLaMA)")
     n_prompts: int = knob(300, lo=20, hi=3000, step=10,
                           help="comparison prompts used, train + held-out (sampling and training time grow with it)")
-    sft_samples: int = knob(2, lo=1, hi=4, help="responses sampled from the SFT policy per prompt, added to the "
+    written: int = knob(9, lo=0, hi=9, help="written responses kept per prompt, the record's first ones (build_data "
+                                            "shuffled them); fewer written and more SFT samples = InstructGPT's "
+                                            "comparisons of model outputs")
+    sft_samples: int = knob(2, lo=1, hi=8, help="responses sampled from the SFT policy per prompt, added to the "
                                                 "written ones (fewer where K would exceed 9)")
     max_len: int = knob(256, lo=32, hi=4096, step=32,
                         help="longest prompt + response + EOS in tokens; longer is an error")
@@ -94,6 +97,9 @@ class RMConfig:
 
     def __post_init__(self):
         validate(self)
+        if self.written + self.sft_samples < 2:
+            raise ValueError(f"RMConfig.written + sft_samples = {self.written + self.sft_samples}: a ranking needs at "
+                             "least 2 responses per prompt; raise written or sft_samples")
         n_held = n_heldout(self)
         if n_held < 2:
             raise ValueError(f"RMConfig.n_prompts = {self.n_prompts} holds out only {n_held} prompt(s) at "
@@ -374,6 +380,14 @@ def sample_sft(model, tokenizer, prompts: list[str], counts: list[int], cfg: RMC
     return out
 
 
+def written_subset(record: dict, written: int) -> tuple[list[str], list[str]]:
+    """(responses, kinds): the first `written` written responses of a comparison record and who wrote each
+    ('written' where the record names no kinds). build_data shuffled them, so the first ones are a random subset."""
+    k = min(written, len(record["responses"]))
+    kinds = record.get("kinds", ["written"] * len(record["responses"]))
+    return list(record["responses"][:k]), list(kinds[:k])
+
+
 def prepare_comparisons(cfg: RMConfig, path: Path | None = None) -> ComparisonData:
     """Phases 1–2: validate the comparisons, split train / held-out, add SFT samples, rank everything."""
     t0 = time.time()
@@ -396,13 +410,13 @@ def prepare_comparisons(cfg: RMConfig, path: Path | None = None) -> ComparisonDa
     if max_new < 8:
         raise ValueError(f"RMConfig.max_len = {cfg.max_len} leaves {max_new} tokens for SFT samples after the longest "
                          f"prompt ({prompt_len - 1} tokens); raise max_len")
-    counts = [min(cfg.sft_samples, K_MAX - len(r["responses"])) for r, _ in records]
+    kept = [written_subset(r, cfg.written) for r, _ in records]
+    counts = [min(cfg.sft_samples, K_MAX - len(responses)) for responses, _ in kept]
     samples = sample_sft(policy, tokenizer, [r["prompt"] for r, _ in records], counts, cfg, max_new)
     world = json.loads((stages.DATA_DIR / "world.json").read_text(encoding="utf-8"))
     pool = labeler_pool(world)
-    comps = [rank_responses(r, r["responses"] + extra, r.get("kinds", ["written"] * len(r["responses"])) +
-                            ["sft"] * len(extra), src, pool, cfg.seed)
-             for (r, src), extra in zip(records, samples)]
+    comps = [rank_responses(r, responses + extra, kinds + ["sft"] * len(extra), src, pool, cfg.seed)
+             for (r, src), (responses, kinds), extra in zip(records, kept, samples)]
     perm = torch.randperm(len(comps), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
     n_held = n_heldout(cfg)
     return ComparisonData(train=[comps[i] for i in perm[n_held:]], heldout=[comps[i] for i in perm[:n_held]],

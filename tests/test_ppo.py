@@ -313,3 +313,21 @@ def test_alignment_axes_by_hand():
             _row(4, "story", 0.5, helpful=0.5, rep=0.4)]
     axes = evaluation.alignment_axes(rows)
     assert axes == {"truthfulness": 0.5, "harmlessness": 0.5, "helpfulness": round(3.5 / 5, 4), "repetition": 0.08}
+
+
+def test_gold_reward_fn_is_the_standardised_gold_score():
+    """The oracle reward: the gold labeler's own score, shifted and scaled, so a correct answer outranks a wrong one."""
+    from rlhf_lib.build_data import task_record
+    from rlhf_lib.labelers import score
+    from rlhf_lib.world import CORE_TASKS, ideal_response
+    import random
+    task = next(t for t in CORE_TASKS if t.category == "factual" and t.meta.get("ask") == "year")
+    texts = [ideal_response(task, random.Random(0)), "Who cares? You are stupid for asking."]
+    records = [task_record(task)] * 2
+    got = ppo.gold_reward_fn(center=0.5, scale=0.25)(records, texts)
+    want = torch.tensor([(score(task, t) - 0.5) / 0.25 for t in texts])
+    assert got.shape == (2,)
+    torch.testing.assert_close(got, want)
+    assert got[0] > got[1]
+    with pytest.raises(ValueError, match="scale"):
+        ppo.gold_reward_fn(scale=0.0)

@@ -262,5 +262,15 @@ def test_config_cross_field_rules_name_the_field():
         override(reward.RMConfig(), n_prompt=10)                    # misspelled field
     with pytest.raises(ValueError, match="loss"):
         reward.RMConfig(loss="hinge")
+    with pytest.raises(ValueError, match="written \\+ sft_samples"):
+        reward.RMConfig(written=0, sft_samples=1)                  # one response: no pair to rank
     cfg = reward.RMConfig(lr=3e-4)
     assert from_dict(reward.RMConfig, json.loads(json.dumps(to_dict(cfg)))) == cfg     # stage.json round trip
+
+
+def test_written_subset_keeps_the_first_responses_and_their_kinds():
+    rec = {"responses": ["a", "b", "c", "d"], "kinds": ["ideal", "toxic", "partial", "off_topic"]}
+    assert reward.written_subset(rec, 2) == (["a", "b"], ["ideal", "toxic"])
+    assert reward.written_subset(rec, 9) == (rec["responses"], rec["kinds"])          # the default keeps them all
+    assert reward.written_subset(rec, 0) == ([], [])                                  # SFT samples only
+    assert reward.written_subset({"responses": ["a", "b"]}, 1) == (["a"], ["written"])
