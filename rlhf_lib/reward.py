@@ -13,8 +13,8 @@ pairs into the dataset over-fits within one epoch).
 The comparisons are collected as InstructGPT collected them. For each prompt of `data/comparisons.jsonl`, the K
 responses are the world's written ones (the first `written`) plus `sft_samples` sampled from the SFT policy (K ≤ 9),
 all ranked by ONE simulated labeler (the record's `labeler`, from the calibrated pool of `data/world.json`), who
-perceives the gold criteria with his own weights and noise. The noise-free gold order is kept beside it, and a second, independent
-labeler ranks the held-out prompts too: their agreement is the measured human ceiling.
+perceives the gold criteria with his own weights and noise. The noise-free gold order is kept beside it, and a
+second, independent labeler ranks the held-out prompts too: their agreement is the measured human ceiling.
 
     cfg = RMConfig()                          # or panel.value
     data = prepare_comparisons(cfg)           # phases 1–2 (optional: run() does them when data is None)
@@ -60,7 +60,8 @@ from .models import load_causal_lm
 from .sft import warmup_cosine_lr
 from .tokenizer import render_prompt
 
-DATA_FIELDS = ("n_prompts", "written", "sft_samples", "max_len", "temperatures", "max_new_tokens", "heldout_frac", "seed", "init")
+DATA_FIELDS = ("n_prompts", "written", "sft_samples", "max_len", "temperatures", "max_new_tokens", "heldout_frac",
+               "seed", "init")
 
 
 @dataclass(frozen=True, kw_only=True)
