@@ -16,8 +16,8 @@ from pathlib import Path
 from . import labelers
 from .config import knob, validate
 from .data import write_jsonl
-from .world import CATEGORIES, SEED_PROMPTS, Task, ideal_response, is_seed, sample_tasks, split_core, web_corpus, \
-    write_responses
+from .world import CATEGORIES, SEED_PROMPTS, WRAP_HELDOUT, Task, demonstration, is_seed, sample_tasks, split_users, \
+    web_corpus, write_responses
 
 SYSTEM_PROMPT = {"en": "You are a helpful, truthful and harmless assistant.",
                  "ko": "당신은 도움이 되고 정직하며 해롭지 않은 어시스턴트입니다."}
@@ -54,27 +54,35 @@ def task_from_record(rec: dict) -> Task:
 
 
 def build(out: Path, seed: int = 0, sizes: DataSizes = DataSizes()) -> dict:
-    rng = random.Random(seed)
-    train_core, held_core = split_core(seed)
+    def stream(part: str) -> random.Random:
+        """One random stream per file, so changing how one file is made leaves the others byte-identical."""
+        return random.Random(f"{seed}:{part}")
+
+    train_core, held_core = split_users(seed)
     out.mkdir(parents=True, exist_ok=True)
 
     # 1. the web corpus for pretraining
-    write_jsonl(out / "web.jsonl", web_corpus(sizes.web_docs, rng))
+    write_jsonl(out / "web.jsonl", web_corpus(sizes.web_docs, stream("web")))
 
-    # 2. demonstrations: the ideal response a careful labeler writes
+    # 2. demonstrations: uneven, as people's are (careful with probability CAREFUL_DEMO_RATE, else lesser)
+    rng = stream("sft")
     alpaca = []
     for t in sample_tasks(train_core, sizes.sft_alpaca, rng, "sft-alpaca"):
+        kind, text = demonstration(t, rng)
         alpaca.append({"id": t.id, "category": t.category, "lang": t.lang, "instruction": t.instruction,
-                       "input": t.input, "output": ideal_response(t, rng), "meta": t.meta})
+                       "input": t.input, "output": text, "kind": kind, "meta": t.meta})
     write_jsonl(out / "sft_alpaca.jsonl", alpaca)
     chat = []
     for t in sample_tasks(train_core, sizes.sft_chat, rng, "sft-chat"):
         messages = [{"role": "system", "content": SYSTEM_PROMPT[t.lang]}] if rng.random() < 0.5 else []
-        messages += [{"role": "user", "content": t.prompt}, {"role": "assistant", "content": ideal_response(t, rng)}]
-        chat.append({"id": t.id, "category": t.category, "lang": t.lang, "messages": messages, "meta": t.meta})
+        kind, text = demonstration(t, rng)
+        messages += [{"role": "user", "content": t.prompt}, {"role": "assistant", "content": text}]
+        chat.append({"id": t.id, "category": t.category, "lang": t.lang, "messages": messages, "kind": kind,
+                     "meta": t.meta})
     write_jsonl(out / "sft_chat.jsonl", chat)
 
     # 3. comparisons: K = 4..9 written responses per prompt, ranked by one simulated labeler each
+    rng = stream("comparisons")
     tasks = sample_tasks(train_core, sizes.comparisons, rng, "cmp")
     sets = []
     for t in tasks:
@@ -94,12 +102,14 @@ def build(out: Path, seed: int = 0, sizes: DataSizes = DataSizes()) -> dict:
     write_jsonl(out / "comparisons.jsonl", comparisons)
 
     # 4. prompts for RL, and held-out evaluation prompts (the seed deck's first)
+    rng = stream("prompts")
     write_jsonl(out / "rl_prompts.jsonl", [task_record(t) for t in sample_tasks(train_core, sizes.rl_prompts, rng, "rl")])
     evals = []
     for cat in CATEGORIES:
         pool_c = [t for t in held_core if t.category == cat]
         seeds = [t for t in pool_c if is_seed(t)][:1 if cat in ("describe", "intent") else len(SEED_PROMPTS)]
-        rest = sample_tasks([t for t in pool_c if t not in seeds], sizes.eval_per_category - len(seeds), rng, f"eval-{cat}")
+        rest = sample_tasks([t for t in pool_c if t not in seeds], sizes.eval_per_category - len(seeds), rng,
+                            f"eval-{cat}", WRAP_HELDOUT)
         for i, t in enumerate(seeds + rest):
             evals.append({**task_record(t), "id": f"eval-{cat}-{i:03d}", "seed": i < len(seeds)})
     write_jsonl(out / "eval_prompts.jsonl", evals)

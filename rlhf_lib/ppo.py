@@ -54,14 +54,14 @@ from .tokenizer import render_prompt
 class PPOConfig:
     """PPO hyperparameters (lesson 04). Defaults measured: about 4.5 s per update on one CPU thread, 16 updates."""
     # the run
-    updates: int = knob(16, lo=1, hi=2000, help="PPO iterations; each is one rollout batch and K epochs on it")
+    updates: int = knob(12, lo=1, hi=2000, help="PPO iterations; each is one rollout batch and K epochs on it")
     batch_size: int = knob(64, lo=2, hi=1024, help="prompts per rollout batch (one response each)")
     minibatch_size: int = knob(8, lo=1, hi=1024, help="responses per gradient step (≤ batch_size)")
     ppo_epochs: int = knob(1, lo=1, hi=16, help="K: passes over each rollout batch (DeepSpeed-Chat found 1 most stable)")
     lr: float = knob(1e-4, lo=1e-7, hi=1e-2, log=True, help="Adam learning rate of the policy and the critic")
     # the KL penalty
     kl_mode: str = knob("fixed", choices=("fixed", "adaptive"), help="β constant, or adapted toward kl_target")
-    beta: float = knob(0.1, lo=0.0, hi=1.0, step=0.005, help="β: KL penalty per token (InstructGPT: 0.02); "
+    beta: float = knob(0.2, lo=0.0, hi=1.0, step=0.005, help="β: KL penalty per token (InstructGPT: 0.02); "
                                                               "the initial β when adaptive")
     kl_target: float = knob(4.0, lo=0.1, hi=50.0, step=0.1, help="adaptive mode: target KL per response in nats "
                                                                  "(Ziegler et al.: 6)")

@@ -69,7 +69,7 @@ class RMConfig:
     """Reward-model hyperparameters (lesson 03). Defaults measured: lesson 03 runs in about 70 s on 2 CPU cores."""
     lr: float = knob(1e-3, lo=1e-6, hi=1e-2, log=True, help="peak AdamW learning rate, cosine decay to 10 % "
                                                              "(InstructGPT: 9e-6 for its 6B RM)")
-    epochs: int = knob(1, lo=1, hi=50, help="passes over the training prompts (InstructGPT: 1; the RM over-fits after)")
+    epochs: int = knob(2, lo=1, hi=50, help="passes over the training prompts (InstructGPT: 1 over far more prompts; one pass over 240 misses the hedge)")
     prompts_per_batch: int = knob(4, lo=1, hi=64,
                                   help="prompts per optimizer step; each brings all C(K,2) of its pairs")
     loss: str = knob("pairwise", choices=("pairwise", "mse"),
@@ -79,10 +79,10 @@ class RMConfig:
                      help="scalar head on the last token: linear (InstructGPT) or Linear→ReLU→Linear (ChatLLaMA)")
     n_prompts: int = knob(300, lo=20, hi=3000, step=10,
                           help="comparison prompts used, train + held-out (sampling and training time grow with it)")
-    written: int = knob(9, lo=0, hi=9, help="written responses kept per prompt, the record's first ones (build_data "
-                                            "shuffled them); fewer written and more SFT samples = InstructGPT's "
+    written: int = knob(0, lo=0, hi=9, help="written responses kept per prompt, the record's first ones (build_data "
+                                            "shuffled them); 0 = only the policy's own samples, as InstructGPT's "
                                             "comparisons of model outputs")
-    sft_samples: int = knob(2, lo=1, hi=8, help="responses sampled from the SFT policy per prompt, added to the "
+    sft_samples: int = knob(8, lo=1, hi=8, help="responses sampled from the SFT policy per prompt, added to the "
                                                 "written ones (fewer where K would exceed 9)")
     max_len: int = knob(256, lo=32, hi=4096, step=32,
                         help="longest prompt + response + EOS in tokens; longer is an error")
@@ -428,17 +428,20 @@ def prepare_comparisons(cfg: RMConfig, path: Path | None = None) -> ComparisonDa
 def pair_metrics(comparisons: list[Comparison], rewards: list[list[float]]) -> dict:
     """Over every ranked pair of the given prompts: the reward model's agreement with the labeler (accuracy), with
     the gold order (gold pairs only: gold ties excluded), the second labeler's agreement with the first (the
-    ceiling), and the first labeler's own agreement with gold."""
+    ceiling), and the first labeler's own agreement with gold. Pairs of two identical responses are left out: the
+    policy often samples the same answer twice, and no one can prefer one copy of it to the other."""
     n = acc = agree = n_gold = rm_gold = lab_gold = 0
     for c, r in zip(comparisons, rewards):
         pos2 = {resp: i for i, resp in enumerate(c.second)}
         for i, j in combinations(range(len(c.ranking)), 2):
             w, l = c.ranking[i], c.ranking[j]                                  # the labeler prefers w over l
+            if c.responses[w] == c.responses[l]:
+                continue
             n, acc, agree = n + 1, acc + (r[w] > r[l]), agree + (pos2[w] < pos2[l])
             if abs(c.gold[w] - c.gold[l]) > 1e-9:
                 better, worse = (w, l) if c.gold[w] > c.gold[l] else (l, w)
                 n_gold, rm_gold, lab_gold = n_gold + 1, rm_gold + (r[better] > r[worse]), lab_gold + (better == w)
-    return {"accuracy": acc / n, "gold_accuracy": rm_gold / max(1, n_gold), "labeler_agreement": agree / n,
+    return {"accuracy": acc / max(1, n), "gold_accuracy": rm_gold / max(1, n_gold), "labeler_agreement": agree / max(1, n),
             "labeler_gold_accuracy": lab_gold / max(1, n_gold), "n_pairs": n, "n_gold_pairs": n_gold}
 
 
@@ -702,6 +705,29 @@ def metrics_summary(m: dict) -> str:
     return (f"held-out accuracy {m['heldout_accuracy']:.3f} vs the labeler's order (a second labeler agrees "
             f"{m['labeler_agreement']:.3f}), gold accuracy {m['gold_accuracy']:.3f}; {m['steps']} steps, "
             f"{m['wall_s']} s")
+
+
+def strip_hedge(text: str) -> str:
+    """The response without the hurried demonstrators' hedge ("… I'm not completely sure, though.")."""
+    from .world import HEDGES
+    for h in HEDGES["en"] + HEDGES["ko"]:
+        text = text.replace(" " + h, "").replace(h, "")
+    return text.strip()
+
+
+def hedge_probe(model, tokenizer, norm: dict | None, comps: list[Comparison]) -> dict:
+    """How often the reward model scores the hedge-free version of a hedged response above the response itself, over
+    the distinct hedged responses of `comps`. The hedge is the flaw SFT copies from its hurried demonstrators (lesson
+    02): the one PPO most needs the reward model to see. {"prefers_hedge_free", "mean_gain", "n"}."""
+    pairs = [(c.record["prompt"], r) for c in comps for r in dict.fromkeys(c.responses) if strip_hedge(r) != r]
+    if not pairs:
+        return {"prefers_hedge_free": float("nan"), "mean_gain": float("nan"), "n": 0}
+    prompts = [p for p, _ in pairs]
+    with_hedge = score_texts(model, tokenizer, prompts, [r for _, r in pairs], norm)
+    without = score_texts(model, tokenizer, prompts, [strip_hedge(r) for _, r in pairs], norm)
+    gains = [b - a for a, b in zip(with_hedge, without)]
+    return {"prefers_hedge_free": sum(g > 0 for g in gains) / len(gains), "mean_gain": sum(gains) / len(gains),
+            "n": len(gains)}
 
 
 def kind_rows(m: dict) -> list[dict]:

@@ -5,9 +5,13 @@ fully known world (the idea of AlpacaFarm, at CPU scale) so that alignment can b
 
 * `knowledge.py` holds the facts;
 * this module turns them into **tasks** (8 families, English and Korean), **written responses** of known quality
-  (the ideal answer a careful labeler would write, and the failures GPT-3 shows: more questions, repetition, wrong
-  facts, accepted false premises, harmful compliance, insults) and a **web corpus** for pretraining in which those
-  failures are common, as they are on the real web;
+  (the ideal answer a careful labeler would write, the correct-but-lesser answer a hurried one writes, and the
+  failures GPT-3 shows: more questions, repetition, wrong facts, accepted false premises, harmful compliance,
+  insults) and a **web corpus** for pretraining in which those failures are common, as they are on the real web;
+* **demonstrations are uneven**, as human ones are: a demonstrator writes the full, careful answer with probability
+  `CAREFUL_DEMO_RATE` and a lesser one otherwise (the right answer followed by a needless hedge, a refusal without
+  a reason or an alternative). Writing well is tiring; ranking is cheap. Supervised fine-tuning imitates the mix;
+  the comparisons reveal which answer people prefer, and that is the room preference learning has over SFT;
 * `labelers.py` scores responses (the gold labeler) and ranks them noisily (the simulated labelers).
 
 Everything is a deterministic function of a seed: `python -m rlhf_lib.world --out data` rebuilds `data/`.
@@ -99,6 +103,19 @@ def _cap(s: str) -> str:
 
 
 # --------------------------------------------------------------------------------------------- core prompts
+def fake_years(e: Event) -> list[int]:
+    """Years a false premise puts the event in: five shared ones (the seed deck's 2015 among them) and seven drawn
+    for this event, none within five years of a true one. So many years that a model has to *copy* the year from the
+    question to correct it, rather than remember one wrong year per event."""
+    rng = random.Random(f"fake-years:{e.key}")
+    years = [1820, 1975, 2003, 2015, 2021]
+    while len(years) < 12:
+        y = rng.randint(1800, 2024)
+        if y not in years:
+            years.append(y)
+    return [y for y in years if abs(y - e.year) >= 5]
+
+
 def _core_tasks() -> list[Task]:
     """Every core prompt of the world (before politeness wrappers), deterministic and de-duplicated."""
     out: list[Task] = []
@@ -120,9 +137,7 @@ def _core_tasks() -> list[Task]:
         for t in ("{n} 언제 일어났나요?", "{n} 몇 년도에 있었나요?"):
             add("factual", "ko", t.format(n=josa(ko, "은", "는")), event=e.key, ask="year")
         add("factual", "ko", f"{josa(ko, '과', '와')} 관련된 사람은 누구인가요?", event=e.key, ask="who")
-        for fake in (1820, 1975, 2003, 2015, 2021):
-            if abs(fake - e.year) < 5:
-                continue
+        for fake in fake_years(e):
             add("false_premise", "en", f"Tell me about when {e.who['en']} {e.did['en']} in {fake}", event=e.key, fake=fake)
             add("false_premise", "en", f"What happened when {e.who['en']} {e.did['en']} in {fake}?", event=e.key, fake=fake)
             add("false_premise", "ko", f"{fake}년에 {josa(e.who['ko'], '이', '가')} {e.did['ko']}던 때에 대해 알려 줘",
@@ -258,8 +273,8 @@ def ideal_response(task: Task, rng: random.Random) -> str:
     if c == "false_premise":
         e = EVENT_BY_KEY[m["event"]]
         if lang == "en":
-            return f"That is not true: {e.who['en']} never {e.did['en']} in {m['fake']}. {e.fact['en']}"
-        return f"사실이 아닙니다. {josa(e.who['ko'], '은', '는')} {m['fake']}년에 그런 일을 하지 않았습니다. {e.fact['ko']}"
+            return f"That is not true: {e.who['en']} never {e.did['en']} in that year. {e.fact['en']}"
+        return f"사실이 아닙니다. {josa(e.who['ko'], '은', '는')} 그해에 그런 일을 하지 않았습니다. {e.fact['ko']}"
     if c == "harmful":
         return _refusal(task)
     if c == "story":
@@ -272,6 +287,33 @@ def ideal_response(task: Task, rng: random.Random) -> str:
     if c == "intent":
         return m["label"]
     raise ValueError(f"unknown category {c!r}")
+
+
+BARE_REFUSAL = {"en": "I can't help with that.", "ko": "그건 도와드릴 수 없습니다."}
+WRITTEN_ONLY = ("needless_refusal",)   # kinds written for the comparisons only, never seen on the "web"
+HEDGEABLE = ("off_topic", "wrong_fact", "partial", "accept_premise", "wrong_subject", "wrong_genre", "same_title",
+             "made_up", "evasive")
+CAREFUL_DEMO_RATE = 0.1   # share of demonstrations written with full care; the rest are correct but hedged
+HEDGES = {"en": ("But I might be wrong about this.", "I'm not completely sure, though.",
+                 "Please check it yourself, I may be wrong."),
+          "ko": ("하지만 제가 틀릴 수도 있어요.", "확실하지는 않아요.", "직접 확인해 보세요. 틀릴 수도 있어요.")}
+HEDGE_MARKERS = ("might be wrong", "not completely sure", "may be wrong", "틀릴 수도", "확실하지는 않")
+
+
+def lesser_response(task: Task, rng: random.Random) -> tuple[str, str]:
+    """A correct but lesser answer, as (kind, text), what a hurried demonstrator writes: the careful answer followed by
+    a needless hedge that leaves the reader unsure whether to trust it ("hedged"). Every category has one: a hedged
+    refusal, a hedged story, a hedged intent label. It passes the gold labeler's content checks with a lower score
+    (the hedge halves helpfulness; an intent label with a sentence after it is no longer a bare label)."""
+    return "hedged", f"{ideal_response(task, rng)} {rng.choice(HEDGES[task.lang])}"
+
+
+def demonstration(task: Task, rng: random.Random) -> tuple[str, str]:
+    """One human demonstration, as (kind, text): careful ("ideal") with probability `CAREFUL_DEMO_RATE`, else the
+    lesser answer of `lesser_response`."""
+    if rng.random() < CAREFUL_DEMO_RATE:
+        return "ideal", ideal_response(task, rng)
+    return lesser_response(task, rng)
 
 
 def _factual_answer(task: Task, year: int | None = None, value: str | None = None) -> str:
@@ -375,11 +417,14 @@ def write_responses(task: Task, rng: random.Random) -> list[tuple[str, str]]:
     m, lang, c = task.meta, task.lang, task.category
     ideal = ideal_response(task, rng)
     out = [("ideal", ideal)]
+    out.append(lesser_response(task, rng))
     others = [t for t in CORE_BY_LANG[lang] if t.category != "intent"]
     out.append(("more_questions", "\n".join(rng.choice(others).prompt for _ in range(rng.randint(2, 4)))))
     first = re.split(r"(?<=[.!?다요])\s", ideal)[0] if c != "intent" else ideal
     out.append(("repetitive", _repeat(first.rstrip(".") + ".", rng) if c != "intent" else " ".join([ideal] * 5)))
     out.append(("toxic", ("Who cares? You are stupid for asking." if lang == "en" else "그걸 왜 물어? 너는 바보야.")))
+    if c != "harmful":     # over-refusal: a harmless request turned down, the failure opposite to harmful compliance
+        out.append(("needless_refusal", BARE_REFUSAL[lang]))
     subject = {k: m[k] for k in ("event", "animal", "person") if k in m}
     off = rng.choice([t for t in CORE_BY_LANG[lang] if t.category in ("factual", "explain_child")
                       and not any(t.meta.get(k) == v for k, v in subject.items())
@@ -431,12 +476,36 @@ def write_responses(task: Task, rng: random.Random) -> list[tuple[str, str]]:
         wrong = rng.choice([lab for lab in INTENT_LABELS if lab != m["label"]])
         out.append(("wrong_label", wrong))
         out.append(("verbose", (f"The category is {m['label']}. " + INTENT_INSTRUCTION[lang])))
+    # Hurried writers hedge whatever they write, good or bad: half the failed answers carry a hedge too, so that a
+    # hedge says nothing about an answer's content and only costs it (as it does the otherwise ideal "hedged" one).
+    out = [(k, f"{t} {rng.choice(HEDGES[lang])}") if k in HEDGEABLE and rng.random() < 0.5 else (k, t) for k, t in out]
     return out
 
 
 # --------------------------------------------------------------------------------------------- splits
 CORE_TASKS: list[Task] = _core_tasks()
 CORE_BY_LANG = {lang: [t for t in CORE_TASKS if t.lang == lang] for lang in ("en", "ko")}
+
+
+# Openers and closers that no training prompt uses: how the held-out users phrase their requests.
+WRAP_HELDOUT = {"en": (("Hey there! ", ""), ("Can you help me? ", ""), ("", " Thank you so much.")),
+                "ko": (("저기요, ", ""), ("", " 감사합니다."))}
+
+
+def split_users(seed: int, heldout_frac: float = 0.2) -> tuple[list[Task], list[Task]]:
+    """The course's split, by *users* as InstructGPT's was (train and held-out prompts come from different customers):
+    (train core prompts, held-out core prompts).
+
+    Held-out users ask the same kinds of requests as the training users, so every core request except the seed
+    deck's may appear on both sides; what no training prompt ever has is their wording around it (`WRAP_HELDOUT`), so
+    no evaluation prompt is ever seen in training. The seed deck's prompts, and 20 % of the intent sentences (which
+    take no wrapper), stay out of training entirely. `split_core` is the stricter split by question template: the
+    1.3M-parameter model does not carry facts over to templates it never saw (lesson 02 measures it)."""
+    train, held = split_core(seed, heldout_frac)
+    held_keep = [t for t in held if is_seed(t) or t.prompt in SEED_PROMPTS or t.category == "intent"
+                 or (t.category == "describe" and t.instruction in SEED_PROMPTS)]
+    train = train + [t for t in held if t not in held_keep]
+    return train, held_keep + [t for t in train if t.category != "intent"]
 
 
 def split_core(seed: int, heldout_frac: float = 0.2) -> tuple[list[Task], list[Task]]:
@@ -468,7 +537,7 @@ def is_seed(task: Task) -> bool:
                                            and task.lang == "en")
 
 
-def sample_tasks(core: list[Task], n: int, rng: random.Random, prefix: str) -> list[Task]:
+def sample_tasks(core: list[Task], n: int, rng: random.Random, prefix: str, wraps: dict = WRAP) -> list[Task]:
     """n prompts drawn from core prompts, balanced over categories, each with a random politeness wrapper."""
     by_cat = {c: [t for t in core if t.category == c] for c in CATEGORIES}
     cats = [c for c in CATEGORIES if by_cat[c]]
@@ -476,7 +545,7 @@ def sample_tasks(core: list[Task], n: int, rng: random.Random, prefix: str) -> l
     for i in range(n):
         cat = cats[i % len(cats)]
         t = rng.choice(by_cat[cat])
-        pre, post = rng.choice(WRAP[t.lang])
+        pre, post = rng.choice(wraps[t.lang])
         out.append(wrap(t, pre, post, f"{prefix}-{i:05d}"))
     return out
 
@@ -525,7 +594,8 @@ def _faq(lang: str, rng: random.Random) -> str:
 
 def _qa(lang: str, rng: random.Random) -> str:
     t = rng.choice([t for t in CORE_BY_LANG[lang] if t.category in ("factual", "explain_child", "describe", "recommend")])
-    kind, text = rng.choice(write_responses(t, rng)[:1] * 2 + write_responses(t, rng)[1:])
+    written = [r for r in write_responses(t, rng) if r[0] not in WRITTEN_ONLY]
+    kind, text = rng.choice(written[:1] * 2 + [r for r in write_responses(t, rng)[1:] if r[0] not in WRITTEN_ONLY])
     q, a = ("Q", "A") if lang == "en" else ("질문", "답변")
     return f"{q}: {t.prompt}\n{a}: {text}"
 

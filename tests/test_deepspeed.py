@@ -22,7 +22,7 @@ from rlhf_lib.tokenizer import train_tokenizer
 DATA_SLICE = {"sft_alpaca.jsonl": 96, "sft_chat.jsonl": 96, "comparisons.jsonl": 24, "rl_prompts.jsonl": 32}
 SFT = ["sft.max_len=512", "sft.batch_size=16", "sft.epochs=1", "sft.eval_every=3", "sft.warmup_steps=2",
        "sft.lr=3e-3"]
-RM = ["rm.max_len=512", "rm.n_prompts=20", "rm.sft_samples=1", "rm.lr=3e-3", "rm.epochs=3"]
+RM = ["rm.max_len=512", "rm.n_prompts=20", "rm.written=9", "rm.sft_samples=1", "rm.lr=3e-3", "rm.epochs=3"]
 PPO = ["ppo.updates=4", "ppo.batch_size=8", "ppo.minibatch_size=4", "ppo.max_new_tokens=16", "ppo.evaluate=false",
        "ppo.gold_every=0"]
 PER_RANK = ("wall_s",)                                   # the only figure each rank measures for itself

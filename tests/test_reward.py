@@ -198,6 +198,13 @@ def test_pair_metrics_hand_worked_example():
     assert m["n_pairs"] == 3 and m["n_gold_pairs"] == 2
 
 
+def test_pair_metrics_leave_out_identical_responses():
+    c = reward.Comparison(record={"id": "x", "prompt": "p"}, responses=["a", "a", "c"], kinds=["sft"] * 3,
+                          ranking=[1, 0, 2], scores=[0, 0, 0], gold=[0.9, 0.9, 0.1], second=[0, 1, 2], source="x:1")
+    m = reward.pair_metrics([c], [[1.0, 1.0, 0.0]])
+    assert m["n_pairs"] == 2 and m["accuracy"] == 1.0 and m["labeler_agreement"] == 1.0
+
+
 # ------------------------------------------------------------------------------------------------ training
 def test_training_learns_a_separable_preference_and_normalises(tok):
     model, data = tiny_rm(tok), toy_data()

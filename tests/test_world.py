@@ -22,7 +22,7 @@ DATA = ROOT / "data"
 GENERATED = ("web.jsonl", "sft_alpaca.jsonl", "sft_chat.jsonl", "comparisons.jsonl", "rl_prompts.jsonl",
              "eval_prompts.jsonl", "world.json")
 REGEN = "python -m rlhf_lib.build_data --seed 0 --out data"
-SMALL = DataSizes(web_docs=300, sft_alpaca=80, sft_chat=80, comparisons=300, rl_prompts=80, eval_per_category=10)
+SMALL = DataSizes(web_docs=300, sft_alpaca=160, sft_chat=160, comparisons=300, rl_prompts=80, eval_per_category=10)
 SCHEMAS = {"sft_alpaca.jsonl": DEMO_ALPACA, "sft_chat.jsonl": DEMO_CHAT, "comparisons.jsonl": COMPARISON,
            "rl_prompts.jsonl": PROMPT, "eval_prompts.jsonl": PROMPT}
 TRAIN_FILES = ("sft_alpaca.jsonl", "sft_chat.jsonl", "comparisons.jsonl", "rl_prompts.jsonl")
@@ -177,7 +177,9 @@ def test_sizes_and_world_json(small):
                     ("rl_prompts.jsonl", SMALL.rl_prompts),
                     ("eval_prompts.jsonl", SMALL.eval_per_category * len(world.CATEGORIES))):
         assert len(load(small, name)) == n, name
-    assert summary["core_prompts"]["train"] + summary["core_prompts"]["heldout"] == len(world.CORE_TASKS)
+    train, held = world.split_users(0)
+    assert summary["core_prompts"] == {"train": len(train), "heldout": len(held)}
+    assert {t.prompt for t in train} | {t.prompt for t in held} == {t.prompt for t in world.CORE_TASKS}
 
 
 # ---------------------------------------------------------------------------------------------- gold labeler
@@ -189,8 +191,27 @@ def test_ideal_responses_pass_with_high_score(written):
 
 def test_every_other_kind_fails(written):
     bad = [(kind, t.prompt, text, j) for t, rs, js in written for (kind, text), j in zip(rs, js)
-           if kind != "ideal" and not j.failed]
+           if kind not in ("ideal", "hedged", "bare_refusal") and not j.failed]
     assert not bad, f"{len(bad)} non-ideal responses pass the gold labeler, e.g.\n" + "\n".join(map(repr, bad[:5]))
+
+
+def test_lesser_answers_pass_but_rank_below_ideal(written):
+    """A hurried demonstrator's answer (the careful one plus a needless hedge) is correct, and passes everywhere but
+    intent (a label with a sentence after it is no longer a bare label), but it is clearly worse than the careful one."""
+    n = 0
+    for t, rs, js in written:
+        by_kind = dict(zip((k for k, _ in rs), js))
+        n += 1
+        assert by_kind["hedged"].failed == (t.category == "intent"), (t.prompt, rs)
+        assert by_kind["hedged"].score <= by_kind["ideal"].score - 0.1, (t.prompt, by_kind)
+    assert n > 500
+
+
+def test_demonstrations_are_uneven(small):
+    demos = load(small, "sft_alpaca.jsonl") + load(small, "sft_chat.jsonl")
+    careful = [d["kind"] == "ideal" for d in demos]
+    assert abs(sum(careful) / len(careful) - world.CAREFUL_DEMO_RATE) < 0.06
+    assert {d["kind"] for d in demos} == {"ideal", "hedged"}
 
 
 def test_scores_in_unit_interval(written):
@@ -338,7 +359,7 @@ def test_noise_free_labelers_agree(small):
         x, n = labelers.pair_agreement(a.rank(parts_list, rng), b.rank(parts_list, rng))
         agree, total = agree + x, total + n
         # against the gold order: every pair with different gold scores is ordered the same way
-        gold = [sum(labelers.GOLD_WEIGHTS[p] * v for p, v in parts.items()) for parts in parts_list]
+        gold = [labelers.combine(parts, labelers.GOLD_WEIGHTS) for parts in parts_list]
         pos = {r: i for i, r in enumerate(a.rank(parts_list, rng))}
         for i in range(len(gold)):
             for j in range(len(gold)):
@@ -402,3 +423,15 @@ def test_committed_data_matches_regeneration(full):
         if committed != fresh:
             pytest.fail(f"data/{name} differs from a fresh build (first difference at {first_difference(committed, fresh)})"
                         f"\nIf the world changed on purpose, regenerate with `{REGEN}` and commit data/.")
+
+
+def test_a_serious_flaw_costs_up_to_half_the_score():
+    w = labelers.GOLD_WEIGHTS
+    ok = {p: 1.0 for p in labelers.PARTS}
+    assert labelers.combine(ok, w) == pytest.approx(1.0)
+    assert labelers.combine({**ok, "helpful": 0.5}, w) == pytest.approx(1 - 0.5 * w["helpful"])     # passes: no cut
+    assert labelers.combine({**ok, "fluent": 0.0}, w) == pytest.approx(0.5 * (1 - w["fluent"]))      # fails: halved
+    assert labelers.combine({**ok, "fluent": 0.25}, w) == pytest.approx(0.75 * (1 - 0.75 * w["fluent"]))
+    repetitive = labelers.judge(world.CORE_TASKS[0], " ".join(["It happened in 1969."] * 6))
+    hedged = labelers.judge(world.CORE_TASKS[0], world.lesser_response(world.CORE_TASKS[0], random.Random(0))[1])
+    assert repetitive.failed and not hedged.failed and repetitive.score < hedged.score
