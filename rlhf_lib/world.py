@@ -9,12 +9,12 @@ fully known world (the idea of AlpacaFarm, at CPU scale) so that alignment can b
   failures GPT-3 shows: more questions, repetition, wrong facts, accepted false premises, harmful compliance,
   insults) and a **web corpus** for pretraining in which those failures are common, as they are on the real web;
 * **demonstrations are uneven**, as human ones are: a demonstrator writes the full, careful answer with probability
-  `CAREFUL_DEMO_RATE` and a lesser one otherwise (the right answer followed by a needless hedge, a refusal without
-  a reason or an alternative). Writing well is tiring; ranking is cheap. Supervised fine-tuning imitates the mix;
+  `CAREFUL_DEMO_RATE` and a lesser one otherwise: the same answer followed by a needless hedge ("But I might be
+  wrong about this."). Writing well is tiring; ranking is cheap. Supervised fine-tuning imitates the mix;
   the comparisons reveal which answer people prefer, and that is the room preference learning has over SFT;
 * `labelers.py` scores responses (the gold labeler) and ranks them noisily (the simulated labelers).
 
-Everything is a deterministic function of a seed: `python -m rlhf_lib.world --out data` rebuilds `data/`.
+Everything is a deterministic function of a seed: `python -m rlhf_lib.build_data --out data` rebuilds `data/`.
 """
 from __future__ import annotations
 
