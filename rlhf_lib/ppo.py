@@ -52,7 +52,7 @@ from .tokenizer import render_prompt
 
 @dataclass(frozen=True, kw_only=True)
 class PPOConfig:
-    """PPO hyperparameters (lesson 04). Defaults measured: about 4.5 s per update on one CPU thread, 16 updates."""
+    """PPO hyperparameters (lesson 04). Defaults measured: about 5.3 s per update on one CPU thread, 12 updates."""
     # the run
     updates: int = knob(12, lo=1, hi=2000, help="PPO iterations; each is one rollout batch and K epochs on it")
     batch_size: int = knob(64, lo=2, hi=1024, help="prompts per rollout batch (one response each)")

@@ -66,10 +66,11 @@ DATA_FIELDS = ("n_prompts", "written", "sft_samples", "max_len", "temperatures",
 
 @dataclass(frozen=True, kw_only=True)
 class RMConfig:
-    """Reward-model hyperparameters (lesson 03). Defaults measured: lesson 03 runs in about 70 s on 2 CPU cores."""
+    """Reward-model hyperparameters (lesson 03). Defaults measured: lesson 03 runs in about 85 s on 2 CPU cores."""
     lr: float = knob(1e-3, lo=1e-6, hi=1e-2, log=True, help="peak AdamW learning rate, cosine decay to 10 % "
                                                              "(InstructGPT: 9e-6 for its 6B RM)")
-    epochs: int = knob(2, lo=1, hi=50, help="passes over the training prompts (InstructGPT: 1 over far more prompts; one pass over 240 misses the hedge)")
+    epochs: int = knob(2, lo=1, hi=50, help="passes over the training prompts (InstructGPT: 1 over far more "
+                                            "prompts; one pass over 240 misses the hedge)")
     prompts_per_batch: int = knob(4, lo=1, hi=64,
                                   help="prompts per optimizer step; each brings all C(K,2) of its pairs")
     loss: str = knob("pairwise", choices=("pairwise", "mse"),
@@ -441,8 +442,9 @@ def pair_metrics(comparisons: list[Comparison], rewards: list[list[float]]) -> d
             if abs(c.gold[w] - c.gold[l]) > 1e-9:
                 better, worse = (w, l) if c.gold[w] > c.gold[l] else (l, w)
                 n_gold, rm_gold, lab_gold = n_gold + 1, rm_gold + (r[better] > r[worse]), lab_gold + (better == w)
-    return {"accuracy": acc / max(1, n), "gold_accuracy": rm_gold / max(1, n_gold), "labeler_agreement": agree / max(1, n),
-            "labeler_gold_accuracy": lab_gold / max(1, n_gold), "n_pairs": n, "n_gold_pairs": n_gold}
+    return {"accuracy": acc / max(1, n), "gold_accuracy": rm_gold / max(1, n_gold),
+            "labeler_agreement": agree / max(1, n), "labeler_gold_accuracy": lab_gold / max(1, n_gold),
+            "n_pairs": n, "n_gold_pairs": n_gold}
 
 
 class _Scorer:

@@ -35,7 +35,8 @@ from .tokenizer import render_alpaca
 class SFTConfig:
     """Supervised fine-tuning hyperparameters."""
     lr: float = knob(1e-3, lo=1e-6, hi=1e-2, log=True, help="peak AdamW learning rate (cosine decay to 10 %)")
-    epochs: float = knob(4.0, lo=0.1, hi=10.0, step=0.1, help="passes over the demonstrations (2 under-fits the held-out prompts)")
+    epochs: float = knob(4.0, lo=0.1, hi=10.0, step=0.1,
+                         help="passes over the demonstrations (2 under-fits the held-out prompts)")
     batch_size: int = knob(32, lo=1, hi=256, help="demonstrations per optimizer step")
     mask_prompt: bool = knob(True, help="loss on response tokens only (InstructGPT); off = ChatLLaMA's plain LM loss")
     use_alpaca: bool = knob(True, help="train on the Alpaca-format demonstrations")

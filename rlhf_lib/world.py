@@ -502,8 +502,7 @@ def split_users(seed: int, heldout_frac: float = 0.2) -> tuple[list[Task], list[
     take no wrapper), stay out of training entirely. `split_core` is the stricter split by question template: the
     1.3M-parameter model does not carry facts over to templates it never saw (lesson 02 measures it)."""
     train, held = split_core(seed, heldout_frac)
-    held_keep = [t for t in held if is_seed(t) or t.prompt in SEED_PROMPTS or t.category == "intent"
-                 or (t.category == "describe" and t.instruction in SEED_PROMPTS)]
+    held_keep = [t for t in held if is_seed(t) or t.category == "intent"]
     train = train + [t for t in held if t not in held_keep]
     return train, held_keep + [t for t in train if t.category != "intent"]
 
@@ -594,8 +593,9 @@ def _faq(lang: str, rng: random.Random) -> str:
 
 def _qa(lang: str, rng: random.Random) -> str:
     t = rng.choice([t for t in CORE_BY_LANG[lang] if t.category in ("factual", "explain_child", "describe", "recommend")])
-    written = [r for r in write_responses(t, rng) if r[0] not in WRITTEN_ONLY]
-    kind, text = rng.choice(written[:1] * 2 + [r for r in write_responses(t, rng)[1:] if r[0] not in WRITTEN_ONLY])
+    first = [r for r in write_responses(t, rng) if r[0] not in WRITTEN_ONLY]       # its ideal answer, twice as likely
+    second = [r for r in write_responses(t, rng) if r[0] not in WRITTEN_ONLY]      # than each answer of a second set
+    kind, text = rng.choice(first[:1] * 2 + second[1:])
     q, a = ("Q", "A") if lang == "en" else ("질문", "답변")
     return f"{q}: {t.prompt}\n{a}: {text}"
 
