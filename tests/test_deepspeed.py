@@ -173,3 +173,13 @@ def test_overrides_name_their_stage():
         distributed.stage_configs(["sft", "ppo"], ["lr=1e-4"])
     with pytest.raises(ValueError, match="not run here"):
         distributed.stage_configs(["sft"], ["ppo.lr=1e-4"])
+
+
+def test_distributed_trainers_are_unchanged(zero3_run):
+    """The DeepSpeed path's curves under ZeRO-3 on two processes, pinned like the one-process trainers."""
+    from test_invariants import check_against_reference
+    sft_h, rm_m, ppo_h = zero3_run["sft"][0]["history"], zero3_run["rm"][0], zero3_run["ppo"][0]["history"]
+    check_against_reference("deepspeed_zero3", {
+        "sft": {k: sft_h[k] for k in ("step", "train_loss", "heldout_loss")},
+        "rm": {"history": rm_m["history"], "norm": rm_m["norm"], "heldout_accuracy": rm_m["heldout_accuracy"]},
+        "ppo": {k: ppo_h[k] for k in ("score", "kl_seq", "policy_loss", "value_loss", "entropy", "length")}})
