@@ -1,8 +1,8 @@
 """The world's knowledge base: facts the course writes itself (lesson 00).
 
 Everything the simulated world knows lives here as plain data: historical and space events, animals, and a movie
-catalog. The task generator (`world.py`) turns these facts into prompts, written responses and "web" pages, and the
-gold labeler (`labelers.py`) checks responses against them. Each entry carries English and Korean names.
+catalog. `tasks.py`, `responses.py` and `web.py` turn these facts into prompts, written responses and "web" pages,
+and the gold labeler (`labelers.py`) checks responses against them. Each entry carries English and Korean names.
 """
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tests for the simulated world (lesson 00): rlhf_lib.world, rlhf_lib.labelers and rlhf_lib.build_data.
+"""Tests for the simulated world (lesson 00): rlhf_lib.world (tables, `WorldConfig`), rlhf_lib.korean, rlhf_lib.tasks,
+rlhf_lib.responses, rlhf_lib.web, rlhf_lib.labelers and rlhf_lib.build_data.
 
 The data is built once per module: a small build (seed 0, reduced `DataSizes`) for properties that do not need full
 size, and one full default build (seed 0, ~5 s) for the regeneration check against the committed `data/` and for
@@ -6,15 +7,19 @@ the labeler-agreement measurement.
 """
 from __future__ import annotations
 
+import ast
+import dataclasses
 import json
 import random
 from pathlib import Path
 
 import pytest
 
-from rlhf_lib import labelers, world
+from rlhf_lib import korean, labelers, responses, tasks, world
 from rlhf_lib.build_data import DataSizes, build, task_from_record
+from rlhf_lib.config import to_dict
 from rlhf_lib.data import COMPARISON, DEMO_ALPACA, DEMO_CHAT, PROMPT, read_jsonl, write_jsonl
+from rlhf_lib.knowledge import EVENTS
 from rlhf_lib.labelers import judge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,8 +53,8 @@ def full(tmp_path_factory) -> Path:
 def written():
     """Every core task with its written responses (kind, text) and their gold judgements."""
     out = []
-    for t in world.CORE_TASKS:
-        rs = world.write_responses(t, random.Random(0))
+    for t in tasks.CORE_TASKS:
+        rs = responses.write_responses(t, random.Random(0))
         out.append((t, rs, [judge(t, text) for _, text in rs]))
     return out
 
@@ -77,7 +82,7 @@ def comparison_sets(d: Path) -> list[list[dict]]:
 
 
 def core(lang: str, category: str, prompt: str) -> world.Task:
-    hits = [t for t in world.CORE_TASKS if t.lang == lang and t.category == category and t.prompt == prompt]
+    hits = [t for t in tasks.CORE_TASKS if t.lang == lang and t.category == category and t.prompt == prompt]
     assert hits, f"no core {lang} {category} task with prompt {prompt!r}"
     return hits[0]
 
@@ -100,6 +105,63 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(small, tmp_path)
         assert (again / name).read_bytes() == (small / name).read_bytes(), f"{name} differs between two seed-0 builds"
     differing = [n for n in GENERATED if (other / n).read_bytes() != (small / n).read_bytes()]
     assert set(differing) >= set(GENERATED) - {"world.json"} and "world.json" in differing, differing
+
+
+# ---------------------------------------------------------------------------------------------- the world's layers
+WORLD_LAYERS = ("knowledge", "world", "korean", "tasks", "responses", "web")   # each may import only those before it
+
+
+def _rlhf_imports(module: str) -> list[tuple[str, list[str]]]:
+    """(imported rlhf_lib module, names) for every relative import of rlhf_lib/<module>.py (`from . import x` counts
+    as importing module x)."""
+    tree = ast.parse((ROOT / "rlhf_lib" / f"{module}.py").read_text(encoding="utf-8"))
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            names = [a.name for a in node.names]
+            out += [(node.module, names)] if node.module else [(name, []) for name in names]
+    return out
+
+
+@pytest.mark.parametrize("module", WORLD_LAYERS + ("labelers", "build_data"))
+def test_world_modules_import_only_downwards_and_no_private_names(module):
+    below = WORLD_LAYERS[:WORLD_LAYERS.index(module)] if module in WORLD_LAYERS else WORLD_LAYERS + ("labelers",)
+    for source, names in _rlhf_imports(module):
+        assert source in below + ("config", "data"), f"rlhf_lib/{module}.py imports .{source}, a layer above it"
+        private = [n for n in names if n.startswith("_")]
+        assert not private, f"rlhf_lib/{module}.py imports private names {private} from .{source}"
+
+
+def test_world_config_is_frozen_validated_and_recorded(small):
+    cfg = world.WORLD_CONFIG
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.careful_demo_rate = 0.5
+    with pytest.raises(TypeError):
+        dataclasses.replace(cfg, carefull_demo_rate=0.5)
+    with pytest.raises(ValueError, match="careful_demo_rate"):
+        world.WorldConfig(careful_demo_rate=1.5)
+    with pytest.raises(ValueError, match="fake_years_per_event"):
+        world.WorldConfig(fake_years_per_event=3)
+    assert all(f.metadata["help"] and not f.metadata["tunable"] for f in dataclasses.fields(world.WorldConfig))
+    summary = json.loads((small / "world.json").read_text(encoding="utf-8"))
+    assert summary["world_config"] == to_dict(cfg)
+
+
+def test_fake_years_keep_away_from_the_true_year():
+    for e in EVENTS:
+        years = tasks.fake_years(e)
+        assert len(set(years)) == len(years) <= world.WORLD_CONFIG.fake_years_per_event
+        assert len(years) >= world.WORLD_CONFIG.fake_years_per_event - 5, (e.key, years)
+        assert all(abs(y - e.year) >= 5 for y in years), (e.key, years)
+
+
+def test_korean_particles_follow_the_last_sound():
+    cases = {("판다", "은", "는"): "판다는", ("대왕고래", "을", "를"): "대왕고래를", ("달", "과", "와"): "달과",
+             ("1969", "은", "는"): "1969는", ("2010", "이", "가"): "2010이",
+             ("The Doll Room", "과", "와"): "The Doll Room과", ("Midnight Forest", "은", "는"): "Midnight Forest는",
+             ("Home", "은", "는"): "Home은"}
+    for (word, with_final, without_final), want in cases.items():
+        assert korean.josa(word, with_final, without_final) == want
 
 
 # ---------------------------------------------------------------------------------------------- splits
@@ -177,9 +239,9 @@ def test_sizes_and_world_json(small):
                     ("rl_prompts.jsonl", SMALL.rl_prompts),
                     ("eval_prompts.jsonl", SMALL.eval_per_category * len(world.CATEGORIES))):
         assert len(load(small, name)) == n, name
-    train, held = world.split_users(0)
+    train, held = tasks.split_users(0)
     assert summary["core_prompts"] == {"train": len(train), "heldout": len(held)}
-    assert {t.prompt for t in train} | {t.prompt for t in held} == {t.prompt for t in world.CORE_TASKS}
+    assert {t.prompt for t in train} | {t.prompt for t in held} == {t.prompt for t in tasks.CORE_TASKS}
 
 
 # ---------------------------------------------------------------------------------------------- gold labeler
@@ -197,7 +259,8 @@ def test_every_other_kind_fails(written):
 
 def test_lesser_answers_pass_but_rank_below_ideal(written):
     """A hurried demonstrator's answer (the careful one plus a needless hedge) is correct, and passes everywhere but
-    intent (a label with a sentence after it is no longer a bare label), but it is clearly worse than the careful one."""
+    intent (a label with a sentence after it is no longer a bare label), but it is clearly worse than the careful
+    one."""
     n = 0
     for t, rs, js in written:
         by_kind = dict(zip((k for k, _ in rs), js))
@@ -210,7 +273,7 @@ def test_lesser_answers_pass_but_rank_below_ideal(written):
 def test_demonstrations_are_uneven(small):
     demos = load(small, "sft_alpaca.jsonl") + load(small, "sft_chat.jsonl")
     careful = [d["kind"] == "ideal" for d in demos]
-    assert abs(sum(careful) / len(careful) - world.CAREFUL_DEMO_RATE) < 0.06
+    assert abs(sum(careful) / len(careful) - world.WORLD_CONFIG.careful_demo_rate) < 0.06
     assert {d["kind"] for d in demos} == {"ideal", "hedged"}
 
 
@@ -261,7 +324,7 @@ def test_wrong_facts_are_untruthful(written):
 
 
 def test_empty_response_scores_zero_and_fails():
-    for t in (world.CORE_TASKS[0], world.CORE_BY_LANG["ko"][0]):
+    for t in (tasks.CORE_TASKS[0], tasks.CORE_BY_LANG["ko"][0]):
         for r in ("", "   \n "):
             j = judge(t, r)
             assert j.score == 0.0 and j.failed
@@ -276,7 +339,7 @@ def test_kinds_cover_the_gpt3_failures(written):
 # ---------------------------------------------------------------------------------------------- Korean spot checks
 def test_korean_animal_food():
     t = core("ko", "factual", "판다는 무엇을 먹나요?")
-    assert world.ideal_response(t, random.Random(0)) == "판다는 대나무를 먹습니다."
+    assert responses.ideal_response(t, random.Random(0)) == "판다는 대나무를 먹습니다."
     ok = judge(t, "판다는 대나무를 먹습니다.")
     assert not ok.failed and ok.score >= 0.95, ok
     for wrong in ("판다는 물고기를 먹습니다.", "판다는 크릴을 먹습니다.", "판다는 유칼립투스 잎을 먹습니다."):
@@ -284,7 +347,7 @@ def test_korean_animal_food():
         assert j.parts["truthful"] == 0.0 and j.failed, (wrong, j)
     # 을/를 after a final consonant
     t = core("ko", "factual", "대왕고래는 무엇을 먹나요?")
-    assert world.ideal_response(t, random.Random(0)) == "대왕고래는 크릴을 먹습니다."
+    assert responses.ideal_response(t, random.Random(0)) == "대왕고래는 크릴을 먹습니다."
     assert not judge(t, "대왕고래는 크릴을 먹습니다.").failed
 
 
@@ -294,7 +357,8 @@ def test_korean_hand_written_prompts_and_answers():
     assert judge(t, "1975년에 우주비행사들이 로켓을 타고 달에 갔어요.").parts["truthful"] == 0.0
 
     t = core("ko", "false_premise", "2015년에 크리스토퍼 콜럼버스가 미국에 왔던 때에 대해 알려 줘")
-    good = "사실이 아닙니다. 크리스토퍼 콜럼버스는 2015년에 미국에 오지 않았습니다. 그는 1492년에 아메리카에 도착했습니다."
+    good = ("사실이 아닙니다. 크리스토퍼 콜럼버스는 2015년에 미국에 오지 않았습니다. "
+            "그는 1492년에 아메리카에 도착했습니다.")
     assert not judge(t, good).failed
     accept = judge(t, "2015년에 크리스토퍼 콜럼버스가 미국에 왔습니다. 모두가 기뻐했습니다.")
     assert accept.failed and accept.parts["truthful"] == 0.0
@@ -312,9 +376,9 @@ def test_korean_hand_written_prompts_and_answers():
 def test_korean_false_premise_ideal_passes():
     """The Korean false-premise correction must count as helpful for every event."""
     bad = []
-    for t in world.CORE_BY_LANG["ko"]:
+    for t in tasks.CORE_BY_LANG["ko"]:
         if t.category == "false_premise":
-            r = world.ideal_response(t, random.Random(0))
+            r = responses.ideal_response(t, random.Random(0))
             j = judge(t, r)
             if j.parts["helpful"] < 1.0:
                 bad.append((t.prompt, r, j))
@@ -323,7 +387,7 @@ def test_korean_false_premise_ideal_passes():
 
 def test_korean_particles_after_english_titles():
     """은/는, 과/와 follow the Korean reading of an English title: Home → 홈은, Spring → 스프링은, Cat → 캣은."""
-    prompts = {t.prompt for t in world.CORE_BY_LANG["ko"]}
+    prompts = {t.prompt for t in tasks.CORE_BY_LANG["ko"]}
     expected = ["Iron Falcon과 비슷한 영화를 추천해 주세요.", "Winter Piano와 비슷한 영화를 추천해 주세요.",
                 "The Long Road Home과 비슷한 영화를 추천해 주세요.", "Letters in Spring과 비슷한 영화를 추천해 주세요.",
                 "My Boss Is a Cat과 비슷한 영화를 추천해 주세요."]
@@ -395,7 +459,8 @@ def test_gold_ranking_on_comparison_records(small):
 # ---------------------------------------------------------------------------------------------- unicode
 def test_korean_round_trips_byte_exact(tmp_path, small):
     recs = [{"id": "k1", "category": "factual", "lang": "ko", "prompt": "판다는 무엇을 먹나요? 🐼 — “따옴표”"},
-            {"id": "k2", "category": "story", "lang": "ko", "prompt": "달과 별에 대한 짧은 이야기를 써 줘\n\n줄바꿈\t탭"}]
+            {"id": "k2", "category": "story", "lang": "ko",
+             "prompt": "달과 별에 대한 짧은 이야기를 써 줘\n\n줄바꿈\t탭"}]
     p = tmp_path / "ko.jsonl"
     write_jsonl(p, recs)
     raw = p.read_bytes()
@@ -421,7 +486,8 @@ def test_committed_data_matches_regeneration(full):
     for name in GENERATED:
         committed, fresh = (DATA / name).read_bytes(), (full / name).read_bytes()
         if committed != fresh:
-            pytest.fail(f"data/{name} differs from a fresh build (first difference at {first_difference(committed, fresh)})"
+            pytest.fail(f"data/{name} differs from a fresh build "
+                        f"(first difference at {first_difference(committed, fresh)})"
                         f"\nIf the world changed on purpose, regenerate with `{REGEN}` and commit data/.")
 
 
@@ -432,6 +498,6 @@ def test_a_serious_flaw_costs_up_to_half_the_score():
     assert labelers.combine({**ok, "helpful": 0.5}, w) == pytest.approx(1 - 0.5 * w["helpful"])     # passes: no cut
     assert labelers.combine({**ok, "fluent": 0.0}, w) == pytest.approx(0.5 * (1 - w["fluent"]))      # fails: halved
     assert labelers.combine({**ok, "fluent": 0.25}, w) == pytest.approx(0.75 * (1 - 0.75 * w["fluent"]))
-    repetitive = labelers.judge(world.CORE_TASKS[0], " ".join(["It happened in 1969."] * 6))
-    hedged = labelers.judge(world.CORE_TASKS[0], world.lesser_response(world.CORE_TASKS[0], random.Random(0))[1])
+    repetitive = labelers.judge(tasks.CORE_TASKS[0], " ".join(["It happened in 1969."] * 6))
+    hedged = labelers.judge(tasks.CORE_TASKS[0], responses.lesser_response(tasks.CORE_TASKS[0], random.Random(0))[1])
     assert repetitive.failed and not hedged.failed and repetitive.score < hedged.score
