@@ -24,9 +24,54 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[course,test]'
 	touch $@
 
-## course: open the lessons in JupyterLab
+## course: open the lessons in JupyterLab at the first one, on 127.0.0.1:8888 unless given
+## `make course PORT=8890 IP=0.0.0.0`; as root (uid 0) it adds --allow-root, with no display --no-browser;
+## JUPYTER_TOKEN in the environment sets the token (otherwise a random one), and the URL is printed with it
+PORT         = 8888
+IP           = 127.0.0.1
+FIRST_LESSON = $(firstword $(NOTEBOOKS))
+
+# Checks, before JupyterLab starts, that IP:PORT can be listened on (as the server will: SO_REUSEADDR).
+define COURSE_PORT_CHECK_PY
+import errno, socket, sys
+ip, port = sys.argv[1], sys.argv[2]
+if not port.isdigit() or not 0 < int(port) < 65536:
+    sys.exit(f"course: PORT={port} is not a port number: choose one with make course PORT=8890")
+try:
+    family, _, _, _, address = socket.getaddrinfo(ip, int(port), type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(address)
+except OSError as e:
+    if e.errno == errno.EADDRINUSE:
+        sys.exit(f"course: port {port} is in use: choose another with make course PORT={int(port) + 1}")
+    sys.exit(f"course: cannot listen on {ip}:{port} ({e.strerror or e}): "
+             "choose another with make course IP=… PORT=…")
+endef
+
+course: export COURSE_PORT_CHECK = $(COURSE_PORT_CHECK_PY)
 course: setup
-	$(JUPYTER) lab notebooks/ --ServerApp.root_dir=.
+	@set -euo pipefail; \
+	$(PY) -c "$$COURSE_PORT_CHECK" '$(IP)' '$(PORT)'; \
+	args=(--ServerApp.root_dir=. --ServerApp.ip='$(IP)' --ServerApp.port='$(PORT)' --ServerApp.port_retries=0 \
+	      --LabApp.default_url='/lab/tree/$(FIRST_LESSON)'); \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "course: running as root (uid 0), so JupyterLab is started with --allow-root"; args+=(--allow-root); \
+	fi; \
+	if [ "$$(uname -s)" != Darwin ] && [ -z "$${DISPLAY:-}$${WAYLAND_DISPLAY:-}" ]; then \
+	  echo "course: no display (\$$DISPLAY is empty), so no browser is opened (--no-browser): open the URL below"; \
+	  args+=(--no-browser); \
+	fi; \
+	token="$${JUPYTER_TOKEN:-$$($(PY) -c 'import secrets; print(secrets.token_hex(24))')}"; \
+	case '$(IP)' in 0.0.0.0|::|'') host="$$(hostname)";; *:*) host='[$(IP)]';; *) host='$(IP)';; esac; \
+	echo "course: open this URL once JupyterLab says it is running (its log shows the token as ...):"; \
+	echo "    http://$$host:$(PORT)/lab/tree/$(FIRST_LESSON)?token=$$token"; \
+	case '$(IP)' in 127.*|localhost|::1) \
+	  echo "course: from another machine, first run there (with the user@host you ssh to):"; \
+	  echo "    ssh -N -L $(PORT):127.0.0.1:$(PORT) $${USER:-$$(id -un)}@$$(hostname)";; \
+	esac; \
+	echo "course: stop with Ctrl-C twice"; \
+	export JUPYTER_TOKEN="$$token"; exec $(JUPYTER) lab "$${args[@]}"
 
 ## course-headless: execute every lesson in order, stopping at the first error
 course-headless: setup
