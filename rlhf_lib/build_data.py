@@ -1,9 +1,9 @@
 """Rebuild `data/` from a seed: `python -m rlhf_lib.build_data --seed 0 --out data` (lesson 00).
 
 Writes the web corpus, SFT demonstrations (Alpaca and chat formats), ranked comparisons, RL prompts, held-out
-evaluation prompts and `world.json` (split sizes, calibrated labeler noise and measured agreement). The sizes keep
-InstructGPT's proportions (13k SFT : 33k RM : 31k PPO prompts) at CPU scale. `tests/test_world.py` proves that the
-committed files equal this function's output.
+evaluation prompts and `world.json` (split sizes, calibrated labeler noise and measured agreement, and the world's
+tuned constants `world.WORLD_CONFIG`). The sizes keep InstructGPT's proportions (13k SFT : 33k RM : 31k PPO prompts)
+at CPU scale. `tests/test_world.py` proves that the committed files equal this function's output.
 """
 from __future__ import annotations
 
@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import labelers
-from .config import knob, validate
+from .config import fixed, knob, to_dict, validate
 from .data import write_jsonl
-from .world import CATEGORIES, SEED_PROMPTS, WRAP_HELDOUT, Task, demonstration, is_seed, sample_tasks, split_users, \
-    web_corpus, write_responses
+from .responses import demonstration, write_responses
+from .tasks import WRAP_HELDOUT, is_seed, sample_tasks, split_users
+from .web import web_corpus
+from .world import CATEGORIES, SEED_PROMPTS, WORLD_CONFIG, Task
 
 SYSTEM_PROMPT = {"en": "You are a helpful, truthful and harmless assistant.",
                  "ko": "당신은 도움이 되고 정직하며 해롭지 않은 어시스턴트입니다."}
@@ -37,6 +39,16 @@ class DataSizes:
 
     def __post_init__(self):
         validate(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig(DataSizes):
+    """Sizes and seed of the simulated world's data (`rlhf data`); the defaults give the committed data/."""
+    seed: int = fixed(0, help="seed of the world's sampling and of the labelers' calibration")
+
+    def sizes(self) -> DataSizes:
+        """The `DataSizes` that `build` takes (without the seed)."""
+        return DataSizes(**{f: getattr(self, f) for f in DataSizes.__dataclass_fields__})
 
 
 def task_record(t: Task) -> dict:
@@ -64,7 +76,7 @@ def build(out: Path, seed: int = 0, sizes: DataSizes = DataSizes()) -> dict:
     # 1. the web corpus for pretraining
     write_jsonl(out / "web.jsonl", web_corpus(sizes.web_docs, stream("web")))
 
-    # 2. demonstrations: uneven, as people's are (careful with probability CAREFUL_DEMO_RATE, else lesser)
+    # 2. demonstrations: uneven, as people's are (careful with probability WorldConfig.careful_demo_rate, else lesser)
     rng = stream("sft")
     alpaca = []
     for t in sample_tasks(train_core, sizes.sft_alpaca, rng, "sft-alpaca"):
@@ -103,7 +115,8 @@ def build(out: Path, seed: int = 0, sizes: DataSizes = DataSizes()) -> dict:
 
     # 4. prompts for RL, and held-out evaluation prompts (the seed deck's first)
     rng = stream("prompts")
-    write_jsonl(out / "rl_prompts.jsonl", [task_record(t) for t in sample_tasks(train_core, sizes.rl_prompts, rng, "rl")])
+    rl_prompts = sample_tasks(train_core, sizes.rl_prompts, rng, "rl")
+    write_jsonl(out / "rl_prompts.jsonl", [task_record(t) for t in rl_prompts])
     evals = []
     for cat in CATEGORIES:
         pool_c = [t for t in held_core if t.category == cat]
@@ -117,9 +130,22 @@ def build(out: Path, seed: int = 0, sizes: DataSizes = DataSizes()) -> dict:
     summary = {"seed": seed, "sizes": {f: getattr(sizes, f) for f in sizes.__dataclass_fields__},
                "core_prompts": {"train": len(train_core), "heldout": len(held_core)},
                "labeler_noise": noise, "labeler_agreement": round(agreement, 4),
-               "instructgpt_agreement": labelers.INSTRUCTGPT_AGREEMENT, "seed_prompts": list(SEED_PROMPTS)}
+               "instructgpt_agreement": labelers.INSTRUCTGPT_AGREEMENT, "seed_prompts": list(SEED_PROMPTS),
+               "world_config": to_dict(WORLD_CONFIG)}
     (out / "world.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return summary
+
+
+def run(cfg: DataConfig, *, out: Path) -> dict:
+    """`build` into folder `out` with the config's sizes and seed (`rlhf data --data DIR`): world.json's summary."""
+    return build(out, cfg.seed, cfg.sizes())
+
+
+def summary(s: dict) -> str:
+    """One line of what `run` wrote."""
+    n = s["sizes"]
+    return (f"{n['web_docs']} web docs, {n['sft_alpaca'] + n['sft_chat']} demonstrations, {n['comparisons']} "
+            f"comparisons, {n['rl_prompts']} RL prompts, labeler agreement {s['labeler_agreement']:.3f}")
 
 
 def main(argv=None) -> None:

@@ -13,7 +13,8 @@ overrides (`--set lr=3e-4`) and notebook widgets (`rlhf_lib.widgets.ConfigPanel`
             validate(self)
             # cross-field rules go here, e.g. warmup_steps <= total_steps
 
-`knob` fields are tunable (they get a widget); `fixed` fields are not.
+`knob` fields are tunable (they get a widget); `fixed` fields are not; a `nested` field holds another config whose
+knobs are tunable too (the panel shows them as `sampling.temperature`, `--set sampling.temperature=0.9`).
 """
 
 import dataclasses
@@ -66,6 +67,15 @@ def fixed(default, *, help: str) -> dataclasses.Field:
     return field(default=default, metadata={"help": help, "tunable": False})
 
 
+def nested(default, *, help: str) -> dataclasses.Field:
+    """A field holding another frozen config (e.g. PPO's sampling settings, a `GenerationConfig`) whose own knobs are
+    tunable: panels and `--help` list them under `name.field`."""
+    _check_help(help, default)
+    if not dataclasses.is_dataclass(default) or isinstance(default, type):
+        raise ValueError(f"nested({default!r}): the default must be a config instance")
+    return field(default=default, metadata={"help": help, "tunable": True, "nested": True})
+
+
 def _check_help(help, default):
     if not isinstance(help, str) or not help.strip():
         raise ValueError(f"field with default {default!r}: help= must be a non-empty string saying what it does")
@@ -77,7 +87,7 @@ def _types(cls) -> dict:
     return typing.get_type_hints(cls)
 
 
-def _fields(cfg_or_cls) -> dict:
+def init_fields(cfg_or_cls) -> dict:
     """Init fields by name."""
     if not dataclasses.is_dataclass(cfg_or_cls):
         raise TypeError(f"expected a config dataclass, got {type(cfg_or_cls).__name__}")
@@ -85,8 +95,15 @@ def _fields(cfg_or_cls) -> dict:
 
 
 def tunable_fields(cfg_or_cls) -> list[str]:
-    """Names of the knob() fields, in declaration order."""
-    return [n for n, f in _fields(cfg_or_cls).items() if f.metadata.get("tunable")]
+    """Names of the knob() fields, in declaration order; a nested() config's knobs as `name.field`."""
+    out = []
+    for n, f in init_fields(cfg_or_cls).items():
+        if f.metadata.get("nested"):
+            inner = f.default if isinstance(cfg_or_cls, type) else getattr(cfg_or_cls, n)
+            out += [f"{n}.{sub}" for sub in tunable_fields(inner)]
+        elif f.metadata.get("tunable"):
+            out.append(n)
+    return out
 
 
 def field_type(cfg_or_cls, name: str):
@@ -96,7 +113,7 @@ def field_type(cfg_or_cls, name: str):
 
 def allowed(cfg_or_cls, name: str) -> str:
     """Human-readable description of the values a field accepts."""
-    meta = _fields(cfg_or_cls)[name].metadata
+    meta = init_fields(cfg_or_cls)[name].metadata
     typ = field_type(cfg_or_cls, name)
     if meta.get("choices") is not None:
         return "one of " + ", ".join(repr(c) for c in meta["choices"])
@@ -123,7 +140,7 @@ def check_field(cfg_or_cls, name: str, value) -> None:
     """Check one value for one field (type, range, choices) without building a config, so cross-field rules are not
     involved; raise ValueError naming the field and its allowed values."""
     cls = (cfg_or_cls if isinstance(cfg_or_cls, type) else type(cfg_or_cls)).__name__
-    typ, meta = field_type(cfg_or_cls, name), _fields(cfg_or_cls)[name].metadata
+    typ, meta = field_type(cfg_or_cls, name), init_fields(cfg_or_cls)[name].metadata
     if meta.get("log") and typ is not float:
         raise ValueError(f"{cls}.{name}: log=True only applies to float fields; drop log=True")
     if not _type_ok(value, typ) or (dataclasses.is_dataclass(typ) and not isinstance(value, typ)):
@@ -138,12 +155,12 @@ def check_field(cfg_or_cls, name: str, value) -> None:
 
 def validate(cfg) -> None:
     """Check every field's type, range and choices; raise ValueError naming the field and allowed values."""
-    for name in _fields(cfg):
+    for name in init_fields(cfg):
         check_field(cfg, name, getattr(cfg, name))
 
 
 def _check_names(cls, names) -> None:
-    valid = list(_fields(cls))
+    valid = list(init_fields(cls))
     for key in names:
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=1)
@@ -189,7 +206,7 @@ def parse_override(cfg, item: str) -> tuple[str, object]:
     name, sep, raw = item.partition("=")
     name = name.strip()
     if not sep or not name:
-        raise ValueError(f"--set expects field=value, got {item!r}; valid fields: {', '.join(_fields(cfg))}")
+        raise ValueError(f"--set expects field=value, got {item!r}; valid fields: {', '.join(init_fields(cfg))}")
     head, dot, rest = name.partition(".")
     _check_names(type(cfg), [head])
     if dot:
@@ -232,7 +249,7 @@ def _apply(cfg, changes: dict):
 def to_dict(cfg) -> dict:
     """Field name -> value, in declaration order; nested configs become nested dicts (JSON-ready)."""
     out = {}
-    for name in _fields(cfg):
+    for name in init_fields(cfg):
         value = getattr(cfg, name)
         out[name] = to_dict(value) if dataclasses.is_dataclass(value) else value
     return out
@@ -244,7 +261,7 @@ def from_dict(cls, d):
     if not isinstance(d, dict):
         raise TypeError(f"from_dict({cls.__name__}, ...) expects a dict, got {type(d).__name__}")
     _check_names(cls, d)
-    fields = _fields(cls)
+    fields = init_fields(cls)
     missing = [n for n, f in fields.items() if n not in d and f.default is MISSING and f.default_factory is MISSING]
     if missing:
         raise ValueError(f"{cls.__name__}: missing required field(s) {', '.join(missing)}")

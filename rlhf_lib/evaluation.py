@@ -8,20 +8,39 @@ stages and compute win rates from files.
 """
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
+from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
 from . import stages
 from .build_data import task_from_record
 from .data import PROMPT, read_jsonl
+from .config import fixed, to_dict
 from .generation import GenerationConfig, generate
 from .labelers import PARTS, asks_more, judge, repetition
 from .world import CATEGORIES
 
-FAILURE_MODES = ("wrong fact", "accepted false premise", "complied with harm", "repetition", "more questions",
-                 "no EOS")
+@dataclass(frozen=True, kw_only=True)
+class EvalConfig(GenerationConfig):
+    """Gold-labeler evaluation of saved policies on the held-out prompts: the sampling settings, which stages and
+    which seed (`rlhf eval`)."""
+    stages: str = fixed("base,sft,ppo", help="comma-separated policy stages to evaluate, each into "
+                                             "artifacts/<stage>/eval.json")
+    seed: int = fixed(0, help="sampling seed, the same for every stage (the lessons use 0)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.stage_names():
+            raise ValueError("EvalConfig.stages is empty; name at least one stage, e.g. stages=sft")
+
+    def stage_names(self) -> list[str]:
+        return [s.strip() for s in self.stages.split(",") if s.strip()]
+
+    def generation(self) -> GenerationConfig:
+        return GenerationConfig(**{k: v for k, v in to_dict(self).items() if k in GenerationConfig.__dataclass_fields__})
 
 
 def eval_prompts() -> list[dict]:
@@ -94,6 +113,33 @@ def evaluate_stage(name: str, *, gen: GenerationConfig = GenerationConfig(), see
               "generation": {k: getattr(gen, k) for k in gen.__dataclass_fields__}, **summary, "samples": rows}
     stages.write_json(stages.stage_dir(name) / "eval.json", result)
     return result
+
+
+def same_eval(path, gen: GenerationConfig, seed: int) -> dict | None:
+    """The eval.json at `path` if it was made with these sampling settings and seed, else None."""
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text(encoding="utf-8"))
+    same = result.get("seed") == seed and result.get("generation") == to_dict(gen)
+    return result if same else None
+
+
+def run(cfg: EvalConfig, *, reuse: bool = False) -> dict:
+    """Evaluate every stage of `cfg.stages` (the command line's `rlhf eval`); with `reuse`, keep an eval.json made
+    with the same settings. Returns {stage: {"gold_mean", "failure_rate", "eos_rate", "n", "kept"}}."""
+    gen, out = cfg.generation(), {}
+    for name in cfg.stage_names():
+        kept = same_eval(stages.stage_dir(name) / "eval.json", gen, cfg.seed) if reuse else None
+        result = kept or evaluate_stage(name, gen=gen, seed=cfg.seed)
+        out[name] = {k: result[k] for k in ("gold_mean", "failure_rate", "eos_rate", "n")} | {"kept": bool(kept)}
+    return out
+
+
+def summary(m: dict) -> str:
+    """One line: each evaluated stage's gold mean, failure and EOS rates."""
+    return "; ".join(f"{name} gold mean {r['gold_mean']:.3f}, failure rate {r['failure_rate']:.3f}, EOS rate "
+                     f"{r['eos_rate']:.3f} on {r['n']} prompts{' (kept: made with these settings)' if r['kept'] else ''}"
+                     for name, r in m.items())
 
 
 def win_rate(rows_a: list[dict], rows_b: list[dict], *, n_boot: int = 1000, seed: int = 0) -> dict:

@@ -16,16 +16,22 @@ from .tokenizer import render_prompt
 
 
 @dataclass(frozen=True, kw_only=True)
-class GenerationConfig:
-    """How responses are sampled."""
-    temperature: float = knob(0.7, lo=0.0, hi=2.0, step=0.05, help="softmax temperature (0 = greedy); Ziegler et al. used 0.7")
+class SamplingConfig:
+    """How one response is sampled (PPO's rollout nests one: `PPOConfig.sampling`)."""
+    temperature: float = knob(0.7, lo=0.0, hi=2.0, step=0.05,
+                              help="softmax temperature (0 = greedy); Ziegler et al. used 0.7")
     top_k: int = knob(0, lo=0, hi=500, help="keep the k most likely tokens (0 = off)")
     top_p: float = knob(1.0, lo=0.05, hi=1.0, step=0.05, help="nucleus sampling mass (1 = off)")
-    max_new_tokens: int = knob(64, lo=4, hi=512, help="response length limit in tokens")
-    batch_size: int = knob(64, lo=1, hi=512, help="prompts generated together")
+    max_new_tokens: int = knob(64, lo=4, hi=512, help="response length limit in tokens; longer responses are cut")
 
     def __post_init__(self):
         validate(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationConfig(SamplingConfig):
+    """How responses to many prompts are sampled: the sampling settings and how many prompts go together."""
+    batch_size: int = knob(64, lo=1, hi=512, help="prompts generated together")
 
 
 @dataclass
@@ -37,32 +43,41 @@ class Sample:
 
 
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], cfg: GenerationConfig, *, fmt: str, seed: int,
-             progress=None) -> list[Sample]:
-    """Sample one response per prompt. Same seed, same model, same prompts → same responses."""
+def sample(model, tokenizer, prompts: list[str], cfg: SamplingConfig, *, fmt: str):
+    """One batch of responses with `model.generate` (KV cache; no seeding: the caller's random stream goes on).
+    Returns the left-padded prompt ids and attention mask (B, P) and the new tokens (B, T), padded after EOS.
+    `generate` (texts) and PPO's rollout (tensors) both sample through here."""
     model.eval()
-    torch.manual_seed(seed)
-    out: list[Sample] = []
-    side = tokenizer.padding_side
-    tokenizer.padding_side = "left"                                   # generation appends on the right
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"           # generation appends on the right
     try:
-        for start in range(0, len(prompts), cfg.batch_size):
-            chunk = prompts[start:start + cfg.batch_size]
-            texts = [render_prompt(tokenizer, p, fmt) for p in chunk]
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-            gen = model.generate(
-                **enc, do_sample=cfg.temperature > 0, temperature=cfg.temperature or None,
-                top_k=cfg.top_k or None, top_p=cfg.top_p if cfg.top_p < 1 else None,
-                max_new_tokens=cfg.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
-                pad_token_id=tokenizer.pad_token_id, use_cache=True)
-            new = gen[:, enc["input_ids"].shape[1]:]                     # (B, T_new)
-            for p, row in zip(chunk, new.tolist()):
-                ended = tokenizer.eos_token_id in row
-                ids = row[:row.index(tokenizer.eos_token_id)] if ended else row
-                ids = [i for i in ids if i != tokenizer.pad_token_id]
-                out.append(Sample(p, tokenizer.decode(ids, skip_special_tokens=True).strip(), ended, len(ids)))
-            if progress is not None:
-                progress.update(len(chunk))
+        texts = [render_prompt(tokenizer, p, fmt) for p in prompts]
+        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     finally:
         tokenizer.padding_side = side
+    out = model.generate(
+        **enc, do_sample=cfg.temperature > 0, temperature=cfg.temperature or None,
+        top_k=cfg.top_k or None, top_p=cfg.top_p if cfg.top_p < 1 else None,
+        max_new_tokens=cfg.max_new_tokens, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, use_cache=True)
+    P = enc["input_ids"].shape[1]
+    return enc["input_ids"], enc["attention_mask"], out[:, P:]              # (B, P), (B, P), (B, T)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[str], cfg: GenerationConfig, *, fmt: str, seed: int,
+             progress=None) -> list[Sample]:
+    """Sample one response per prompt, `cfg.batch_size` prompts at a time. Same seed, same model, same prompts →
+    same responses."""
+    torch.manual_seed(seed)
+    out: list[Sample] = []
+    for start in range(0, len(prompts), cfg.batch_size):
+        chunk = prompts[start:start + cfg.batch_size]
+        _, _, new = sample(model, tokenizer, chunk, cfg, fmt=fmt)         # (B, T_new)
+        for p, row in zip(chunk, new.tolist()):
+            ended = tokenizer.eos_token_id in row
+            ids = row[:row.index(tokenizer.eos_token_id)] if ended else row
+            ids = [i for i in ids if i != tokenizer.pad_token_id]
+            out.append(Sample(p, tokenizer.decode(ids, skip_special_tokens=True).strip(), ended, len(ids)))
+        if progress is not None:
+            progress.update(len(chunk))
     return out

@@ -131,23 +131,3 @@ def ppo_value_loss(values, old_values, returns, mask, *, clip_eps):
     loss = 0.5 * masked_mean(torch.maximum(err_unclipped, err_clipped), mask)
     stats = {"clip_frac": masked_mean((err_clipped > err_unclipped).to(v.dtype), mask).detach()}
     return loss, stats
-
-
-# ----------------------------------------------------------------------------
-# beyond InstructGPT: DPO
-
-
-def dpo_loss(policy_chosen_logp, policy_rejected_logp, ref_chosen_logp, ref_rejected_logp, *, beta):
-    """DPO: L = −E[log σ(β log(π(y_w)/π_ref(y_w)) − β log(π(y_l)/π_ref(y_l)))]. (N,) x4 sequence log-probs -> scalar. Lesson 04.
-
-    Rafailov et al. 2023, eq. 7: the pairwise RM loss with the implicit reward
-    r̂(x, y) = β log(π(y|x) / π_ref(y|x)). stats: reward_margin (mean
-    r̂(y_w) − r̂(y_l)), accuracy (fraction with r̂(y_w) > r̂(y_l)).
-    """
-    assert policy_chosen_logp.shape == policy_rejected_logp.shape == ref_chosen_logp.shape == ref_rejected_logp.shape
-    chosen_reward = beta * (policy_chosen_logp - ref_chosen_logp)  # (N,)
-    rejected_reward = beta * (policy_rejected_logp - ref_rejected_logp)  # (N,)
-    margin = chosen_reward - rejected_reward  # (N,)
-    loss = -F.logsigmoid(margin).mean()
-    stats = {"reward_margin": margin.mean().detach(), "accuracy": (margin > 0).to(margin.dtype).mean().detach()}
-    return loss, stats

@@ -119,12 +119,3 @@ def phase_time_bars(per_phase: dict[str, dict], ax=None):
     ax.set(xlabel="seconds per PPO update", title="where the time goes")
     ax.legend(fontsize=8, ncol=4)
     return ax
-
-
-def smooth(xs: list[float], k: int = 5) -> list[float]:
-    """Trailing moving average (for noisy per-update curves)."""
-    out = []
-    for i in range(len(xs)):
-        window = [x for x in xs[max(0, i - k + 1):i + 1] if x == x]
-        out.append(sum(window) / len(window) if window else float("nan"))
-    return out

@@ -9,7 +9,6 @@ more instructions, repeats itself and repeats the web's wrong claims: lesson 01 
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -17,10 +16,11 @@ import torch
 from tqdm.auto import tqdm
 
 from . import stages
-from .config import fixed, knob, to_dict, validate
+from .config import fixed, knob, validate
 from .data import LANG, Schema, read_jsonl
 from .models import ModelConfig, build_tiny_llama, n_params
 from .tokenizer import train_tokenizer
+from .training import LOCAL, Parallel, adamw, ensure_finite, save_stage, stage_info, warmup_cosine_lr
 
 WEB = Schema({"id": str, "kind": str, "lang": LANG, "text": str})
 
@@ -35,6 +35,9 @@ class PretrainConfig:
     seq_len: int = knob(128, lo=16, hi=1024, step=16, help="tokens per packed block")
     warmup_steps: int = knob(30, lo=0, hi=2000, help="linear learning-rate warm-up steps")
     weight_decay: float = knob(0.1, lo=0.0, hi=0.5, step=0.01, help="AdamW weight decay")
+    betas: tuple[float, float] = fixed((0.9, 0.95), help="AdamW β1, β2 (GPT-3 and LLaMA used 0.9, 0.95)")
+    max_grad_norm: float = fixed(1.0, help="gradient-norm clip before each optimizer step")
+    eval_batch_size: int = fixed(64, help="blocks per forward pass of the held-out loss")
     heldout_frac: float = fixed(0.05, help="fraction of web documents kept aside for the held-out loss")
     eval_every: int = fixed(40, help="steps between held-out loss measurements")
     seed: int = fixed(0, help="seed for initialisation and data order")
@@ -88,14 +91,12 @@ def lm_loss(model, blocks: torch.Tensor, batch_size: int = 64) -> float:
 
 
 def lr_at(step: int, total: int, cfg: PretrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+    """Pretraining's learning rate: linear warm-up, then cosine decay to 10 % over the remaining steps."""
+    return warmup_cosine_lr(cfg.lr, cfg.warmup_steps, step, total, decay_after_warmup=True)
 
 
-def run(cfg: PretrainConfig, on_log=None) -> dict:
-    """Train the tokenizer (if missing) and the base LM; save `artifacts/base/`. Returns the metrics.
+def run(cfg: PretrainConfig, on_log=None, *, par: Parallel = LOCAL) -> dict:
+    """Train the tokenizer and the base LM; save `artifacts/tokenizer/` and `artifacts/base/`. Returns the metrics.
 
     `on_log(history)` is called at every held-out measurement (notebooks redraw a live curve there)."""
     t0 = time.time()
@@ -105,50 +106,58 @@ def run(cfg: PretrainConfig, on_log=None) -> dict:
     train_blocks, held_blocks = pack(tokenizer, train_docs, cfg.seq_len), pack(tokenizer, held_docs, cfg.seq_len)
     # 2. model and optimizer
     model = build_tiny_llama(cfg.model, tokenizer, cfg.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=cfg.weight_decay)
+    opt = adamw(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    engine = par.engine([model], opt, clip=[(list(model.parameters()), cfg.max_grad_norm)])
     gen = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = len(train_blocks) // cfg.batch_size
     total = max(1, int(cfg.epochs * steps_per_epoch))
-    history = {"step": [], "train_loss": [], "heldout_loss": [], "lr": []}
-    initial_heldout = lm_loss(model, held_blocks)
-    history["step"].append(0), history["train_loss"].append(initial_heldout), history["heldout_loss"].append(initial_heldout)
-    history["lr"].append(0.0)
+    initial_heldout = lm_loss(model, held_blocks, cfg.eval_batch_size)
+    history = {"step": [0], "train_loss": [initial_heldout], "heldout_loss": [initial_heldout], "lr": [0.0]}
     # 3. the loop: next-token loss on random blocks
     order = torch.randperm(len(train_blocks), generator=gen)
     running, seen = 0.0, 0
-    for step in tqdm(range(total), desc="pretraining"):
+    for step in tqdm(range(total), desc="pretraining", disable=par.rank != 0):
         if (step * cfg.batch_size) % len(order) + cfg.batch_size > len(order):
             order = torch.randperm(len(train_blocks), generator=gen)
         start = (step * cfg.batch_size) % (len(order) - cfg.batch_size + 1)
         x = train_blocks[order[start:start + cfg.batch_size]]                      # (B, T)
         model.train()
-        loss = model(input_ids=x, labels=x).loss
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"pretraining: loss is {loss.item()} at step {step}; lower lr (now {cfg.lr}) "
-                               "or raise warmup_steps. Nothing was saved.")
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, total, cfg)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        running, seen = running + loss.item(), seen + 1
+        loss = engine(lambda m, ids: m(input_ids=ids, labels=ids).loss, x)
+        engine.step(loss, lr_at(step, total, cfg))
+        step_loss = par.reduce([loss.item()])[0]
+        ensure_finite(step_loss, "pretraining", step, f"lower lr (now {cfg.lr}) or raise warmup_steps")
+        running, seen = running + step_loss, seen + 1
         if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
             history["step"].append(step + 1), history["train_loss"].append(running / seen)
-            history["heldout_loss"].append(lm_loss(model, held_blocks)), history["lr"].append(lr_at(step, total, cfg))
+            history["heldout_loss"].append(lm_loss(model, held_blocks, cfg.eval_batch_size))
+            history["lr"].append(lr_at(step, total, cfg))
             running, seen = 0.0, 0
             if on_log is not None:
                 on_log(history)
     # 4. save the stage atomically
     wall = time.time() - t0
+    tokens = total * cfg.batch_size * cfg.seq_len
     metrics = {"final_loss": history["train_loss"][-1], "heldout_loss": history["heldout_loss"][-1],
-               "initial_heldout_loss": initial_heldout, "steps": total, "tokens_seen": total * cfg.batch_size * cfg.seq_len,
-               "tokens_per_s": round(total * cfg.batch_size * cfg.seq_len / wall), "n_params": n_params(model),
+               "initial_heldout_loss": initial_heldout, "steps": total, "tokens_seen": tokens,
+               "tokens_per_s": round(tokens / wall), "n_params": n_params(model),
                "corpus_tokens": int(train_blocks.numel()), "wall_s": round(wall, 1), "history": history}
-    with stages.writing("base") as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        stages.write_json(tmp / "stage.json", {"stage": "base", "config": to_dict(cfg), "prompt_format": "plain",
-                                               "upstream": ["tokenizer"], "n_params": n_params(model)})
-        stages.write_json(tmp / "metrics.json", metrics)
+    info = stage_info("base", cfg, ["tokenizer"], prompt_format="plain", n_params=n_params(model))
+    save_stage(par, "base", model, tokenizer, info, metrics)
     return metrics
+
+
+def summary(m: dict) -> str:
+    """One line of a finished pretraining run's metrics (the command line prints it)."""
+    return (f"{m['steps']} steps, {m['n_params'] / 1e6:.2f} M parameters, {m['tokens_seen'] / 1e6:.2f} M tokens, "
+            f"heldout loss {m['heldout_loss']:.3f} (initial {m['initial_heldout_loss']:.3f}), {m['wall_s']} s")
+
+
+def run_tokenizer(cfg: PretrainConfig) -> dict:
+    """Only the tokenizer stage (the command line's `rlhf tokenizer`). Returns {"vocab_size", "wall_s"}."""
+    t0 = time.time()
+    tok = train_tokenizer_stage(cfg)
+    return {"vocab_size": len(tok), "wall_s": round(time.time() - t0, 1)}
+
+
+def tokenizer_summary(m: dict) -> str:
+    return f"{m['vocab_size']} tokens, {m['wall_s']} s"

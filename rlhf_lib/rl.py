@@ -176,3 +176,31 @@ class FixedKLController:
 
     def update(self, current_kl, n_steps):
         pass
+
+
+def kl_controller(mode, beta, target, horizon):
+    """The KL coefficient's controller: AdaptiveKLController(beta, target, horizon) for mode 'adaptive', else
+    FixedKLController(beta). Lesson 04."""
+    return AdaptiveKLController(beta, target, horizon) if mode == "adaptive" else FixedKLController(beta)
+
+
+# ----------------------------------------------------------------------------
+# per-response diagnostics
+
+
+def sequence_kl(logp, ref_logp, mask):
+    """KL per response: Σ_t m_t (log π(y_t) − log π_ref(y_t)), the k1 estimate summed over each response. (B, T) x3 -> (B,). Lesson 04.
+
+    The number the KL controller follows and the training curves plot ("KL per response, in nats")."""
+    return torch.where(mask.bool(), logp - ref_logp, 0.0).sum(dim=-1)
+
+
+def explained_variance(values, returns, mask):
+    """Explained variance of the critic: 1 − Var[R − V] / Var[R] over real tokens. (B, T) x3 -> float. Lesson 04.
+
+    1 = the critic predicts the returns, 0 = no better than their mean, < 0 = worse; NaN when the returns do not
+    vary (nothing to explain). Variances are unbiased, over the masked positions of the whole batch."""
+    m = mask.bool()
+    v, r = values[m], returns[m]
+    var_r = r.var()
+    return float("nan") if var_r == 0 else float(1 - (r - v).var() / var_r)

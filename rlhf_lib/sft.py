@@ -15,7 +15,6 @@ ChatGPT API). The policy is evaluated with the chat template.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +23,12 @@ import torch
 from tqdm.auto import tqdm
 
 from . import stages
-from .config import fixed, knob, to_dict, validate
+from .config import fixed, knob, validate
 from .data import DEMO_ALPACA, DEMO_CHAT, DataError, read_jsonl
 from .losses import masked_lm_loss
 from .models import load_causal_lm
 from .tokenizer import render_alpaca
+from .training import LOCAL, Parallel, adamw, ensure_finite, save_stage, stage_info, warmup_cosine_lr
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +43,10 @@ class SFTConfig:
     use_chat: bool = knob(True, help="train on the chat-format demonstrations")
     max_len: int = knob(256, lo=32, hi=4096, step=32, help="longest prompt + response in tokens; longer is an error")
     warmup_steps: int = knob(20, lo=0, hi=1000, help="linear learning-rate warm-up steps")
+    betas: tuple[float, float] = fixed((0.9, 0.95), help="AdamW β1, β2 (GPT-3 and LLaMA used 0.9, 0.95)")
+    weight_decay: float = fixed(0.0, help="AdamW weight decay")
+    max_grad_norm: float = fixed(1.0, help="gradient-norm clip before each optimizer step")
+    eval_batch_size: int = fixed(64, help="demonstrations per forward pass of the held-out loss")
     heldout_frac: float = fixed(0.05, help="fraction of demonstrations kept for the held-out loss")
     eval_every: int = fixed(30, help="steps between held-out loss measurements")
     seed: int = fixed(0, help="seed for data order")
@@ -134,15 +138,9 @@ def heldout_loss(model, examples: list[Example], pad_id: int, batch_size: int = 
     return total / n
 
 
-def warmup_cosine_lr(lr: float, warmup_steps: int, step: int, total: int) -> float:
-    """Learning rate at optimizer step `step` of `total`: linear warm-up over `warmup_steps`, then cosine decay from
-    `lr` to 10 % of it. The schedule of SFT, the reward model and their multi-process versions."""
-    return lr * min(1.0, (step + 1) / max(1, warmup_steps)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / total)))
-
-
 def split_demos(cfg: SFTConfig, tokenizer) -> tuple[list[Example], list[Example], torch.Generator]:
     """Training and held-out examples, and the seeded generator that goes on to shuffle the training set each epoch:
-    `run` and the multi-process trainer (`distributed.run_sft`) see the same split and the same batches."""
+    every rank of a DeepSpeed group sees the same split and the same batches."""
     examples = tokenize_demos(load_demos(cfg), tokenizer, cfg.max_len)
     gen = torch.Generator().manual_seed(cfg.seed)
     perm = torch.randperm(len(examples), generator=gen).tolist()
@@ -150,51 +148,63 @@ def split_demos(cfg: SFTConfig, tokenizer) -> tuple[list[Example], list[Example]
     return [examples[i] for i in perm[n_held:]], [examples[i] for i in perm[:n_held]], gen
 
 
-def run(cfg: SFTConfig, on_log=None) -> dict:
-    """Fine-tune the `cfg.init` stage on the demonstrations and save stage `cfg.out`. Returns the metrics."""
+def run(cfg: SFTConfig, on_log=None, *, par: Parallel = LOCAL, max_steps: int | None = None) -> dict:
+    """Fine-tune the `cfg.init` stage on the demonstrations and save stage `cfg.out`. Returns the metrics.
+
+    `par` runs the loop on several processes (`distributed.py`): each rank takes its share of every batch, in
+    micro-batches weighted by their response tokens, so the gradient is the token mean over the whole batch as on one
+    process. `max_steps` stops early (the learning-rate schedule stays that of the full run)."""
     t0 = time.time()
     # 1. data: every file validated and every length checked before the first step
-    model, tokenizer = load_causal_lm(stages.require(cfg.init))
+    model, tokenizer = load_causal_lm(stages.existing(cfg.init))
     train, held, gen = split_demos(cfg, tokenizer)
     # 2. optimizer and schedule
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    opt = adamw(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    engine = par.engine([model], opt, clip=[(list(model.parameters()), cfg.max_grad_norm)])
     total = max(1, int(cfg.epochs * len(train) / cfg.batch_size))
-    pad = tokenizer.pad_token_id
-    history = {"step": [0], "train_loss": [float("nan")], "heldout_loss": [heldout_loss(model, held, pad)]}
-    # 3. the loop
-    order, pos, running, seen = [], 0, 0.0, 0
-    for step in tqdm(range(total), desc=f"SFT ({'masked' if cfg.mask_prompt else 'unmasked'})"):
-        if pos + cfg.batch_size > len(order):                                 # a fresh shuffle each epoch
-            order, pos = torch.randperm(len(train), generator=gen).tolist(), 0
-        b = collate([train[i] for i in order[pos:pos + cfg.batch_size]], pad, cfg.mask_prompt)
-        pos += cfg.batch_size
-        model.train()
-        loss, _ = batch_loss(model, b)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"SFT: loss is {loss.item()} at step {step}; lower lr (now {cfg.lr}). Nothing was saved.")
-        lr = warmup_cosine_lr(cfg.lr, cfg.warmup_steps, step, total)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        running, seen = running + loss.item(), seen + 1
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
-            history["step"].append(step + 1)
-            history["train_loss"].append(running / seen)
-            history["heldout_loss"].append(heldout_loss(model, held, pad))
-            running, seen = 0.0, 0
-            if on_log is not None:
-                on_log(history)
+    steps = min(total, max_steps or total)
+    pad, micro = tokenizer.pad_token_id, par.micro(cfg.batch_size)
+    procs = f" on {par.world} processes" if par.world > 1 else ""
+    with par.device():
+        history = {"step": [0], "train_loss": [float("nan")],
+                   "heldout_loss": [heldout_loss(model, held, pad, cfg.eval_batch_size)]}
+        # 3. the loop: every rank sees the whole batch order and takes its rows of each batch
+        order, pos, running, seen = [], 0, 0.0, 0
+        for step in tqdm(range(steps), desc=f"SFT ({'masked' if cfg.mask_prompt else 'unmasked'}){procs}",
+                         disable=par.rank != 0):
+            if pos + cfg.batch_size > len(order):                                 # a fresh shuffle each epoch
+                order, pos = torch.randperm(len(train), generator=gen, device="cpu").tolist(), 0
+            mine = par.shard([train[i] for i in order[pos:pos + cfg.batch_size]])
+            pos += cfg.batch_size
+            parts = [collate(mine[k * micro:(k + 1) * micro], pad, cfg.mask_prompt) for k in range(par.accum)]
+            n_tok = [float(b["loss_mask"][:, 1:].sum()) for b in parts]
+            n_all = par.reduce([sum(n_tok)], "sum")[0]                            # response tokens in the step
+            lr = warmup_cosine_lr(cfg.lr, cfg.warmup_steps, step, total)
+            model.train()
+            step_loss = 0.0
+            for b, n in zip(parts, n_tok):
+                loss, _ = engine(batch_loss, par.to_device(b))
+                engine.step(loss * (n * par.world * par.accum / n_all), lr)       # token-weighted micro-batches
+                step_loss += loss.item() * (n / n_all)
+            step_loss = par.reduce([step_loss], "sum")[0]
+            ensure_finite(step_loss, "SFT", step, f"lower lr (now {cfg.lr})")
+            running, seen = running + step_loss, seen + 1
+            if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
+                history["step"].append(step + 1)
+                history["train_loss"].append(running / seen)
+                history["heldout_loss"].append(heldout_loss(model, held, pad, cfg.eval_batch_size))
+                running, seen = 0.0, 0
+                if on_log is not None:
+                    on_log(history)
     # 4. save the stage atomically
     metrics = {"final_loss": history["train_loss"][-1], "heldout_loss": history["heldout_loss"][-1],
-               "initial_heldout_loss": history["heldout_loss"][0], "steps": total, "n_train": len(train),
+               "initial_heldout_loss": history["heldout_loss"][0], "steps": steps, "n_train": len(train),
                "n_heldout": len(held), "wall_s": round(time.time() - t0, 1), "history": history}
-    with stages.writing(cfg.out) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        stages.write_json(tmp / "stage.json", {"stage": cfg.out, "config": to_dict(cfg), "prompt_format": "chat",
-                                               "upstream": [cfg.init]})
-        stages.write_json(tmp / "metrics.json", metrics)
+    save_stage(par, cfg.out, model, tokenizer, stage_info(cfg.out, cfg, [cfg.init]), metrics)
     return metrics
+
+
+def summary(m: dict) -> str:
+    """One line of a finished SFT run's metrics (the command line prints it)."""
+    return (f"{m['steps']} steps, heldout loss {m['heldout_loss']:.3f} (initial {m['initial_heldout_loss']:.3f}), "
+            f"{m['wall_s']} s")

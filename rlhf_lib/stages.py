@@ -9,8 +9,8 @@ Each InstructGPT step is a *stage* that writes one folder, `artifacts/<stage>/`:
     eval.json                          (gold-labeler evaluation on the held-out prompts, when run)
 
 A stage is written into a temporary folder and renamed into place only when complete, so an interrupted run leaves
-the previous artifact (or nothing), never half a model. `require(name)` returns a stage's folder, training it and
-any missing upstream stage first, so every notebook also runs on its own.
+the previous artifact (or nothing), never half a model. This module only stores and reads artifacts; training a
+missing stage is the registry's job (`pipeline.require`).
 """
 from __future__ import annotations
 
@@ -24,7 +24,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("RLHF_DATA", ROOT / "data"))
 ARTIFACTS = Path(os.environ.get("RLHF_ARTIFACTS", ROOT / "artifacts"))
-ORDER = ("tokenizer", "base", "sft", "rm", "ppo")
+
+
+@contextmanager
+def located(data: Path, artifacts: Path):
+    """Read the world's data from `data` and keep the stage folders in `artifacts` for the duration of a command (the
+    command line's --data and --artifacts), then restore the previous folders."""
+    global DATA_DIR, ARTIFACTS
+    saved = DATA_DIR, ARTIFACTS
+    DATA_DIR, ARTIFACTS = Path(data), Path(artifacts)
+    try:
+        yield
+    finally:
+        DATA_DIR, ARTIFACTS = saved
 
 
 def stage_dir(name: str) -> Path:
@@ -66,7 +78,7 @@ def write_json(path: Path, obj) -> None:
 def read_json(name: str, file: str) -> dict:
     path = stage_dir(name) / file
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: run stage '{name}' first (rlhf_lib.stages.require('{name}'))")
+        raise FileNotFoundError(f"{path} is missing: run stage '{name}' first (rlhf_lib.pipeline.require('{name}'))")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -78,36 +90,16 @@ def metrics(name: str) -> dict:
     return read_json(name, "metrics.json")
 
 
-def require(name: str) -> Path:
-    """The folder of stage `name`, training it (and any missing upstream stage) with default configs if absent."""
-    if name not in ORDER:
-        raise ValueError(f"unknown stage {name!r}; stages are {', '.join(ORDER)}")
+def existing(name: str) -> Path:
+    """The folder of stage `name`, which must have been trained: a clear error naming what to run otherwise."""
     if not exists(name):
-        for up in ORDER[:ORDER.index(name)]:
-            if not exists(up):
-                _train_default(up)
-        _train_default(name)
+        raise FileNotFoundError(f"stage {name!r} is missing ({stage_dir(name)}): train it first, e.g. "
+                                f"rlhf_lib.pipeline.require({name!r}) or the `rlhf` command line")
     return stage_dir(name)
 
 
-def _train_default(name: str) -> None:
-    print(f"stage '{name}' is missing: training it with its default config …", flush=True)
-    if name in ("tokenizer", "base"):
-        from . import pretrain
-        (pretrain.train_tokenizer_stage if name == "tokenizer" else pretrain.run)(pretrain.PretrainConfig())
-    elif name == "sft":
-        from . import sft
-        sft.run(sft.SFTConfig())
-    elif name == "rm":
-        from . import reward
-        reward.run(reward.RMConfig())
-    elif name == "ppo":
-        from . import ppo
-        ppo.run(ppo.PPOConfig())
-
-
 def load_model(name: str):
-    """(model, tokenizer, stage info) of a causal-LM stage."""
+    """(model, tokenizer, stage info) of a trained causal-LM stage (safetensors, no remote code)."""
     from .models import load_causal_lm
-    model, tok = load_causal_lm(stage_dir(name) if exists(name) else require(name))
+    model, tok = load_causal_lm(existing(name))
     return model, tok, info(name)

@@ -14,7 +14,7 @@ from dataclasses import MISSING
 
 import ipywidgets as w
 
-from rlhf_lib.config import _fields, allowed, field_type, override, tunable_fields, validate
+from rlhf_lib.config import allowed, field_type, init_fields, override, tunable_fields, validate
 
 _STYLE = {"description_width": "12em"}
 _LAYOUT = {"width": "36em"}
@@ -24,9 +24,16 @@ def _label(name: str) -> str:
     return name.replace("_", " ")
 
 
-def _make_widget(cfg, name: str):
-    meta, typ, value = _fields(cfg)[name].metadata, field_type(cfg, name), getattr(cfg, name)
-    common = dict(description=_label(name), tooltip=f"{meta['help']} (allowed: {allowed(cfg, name)})",
+def _owner(cfg, name: str):
+    """(the config that holds field `name`, its own name there): `sampling.temperature` lives in cfg.sampling."""
+    head, dot, rest = name.partition(".")
+    return _owner(getattr(cfg, head), rest) if dot else (cfg, name)
+
+
+def _make_widget(root, dotted: str):
+    cfg, name = _owner(root, dotted)
+    meta, typ, value = init_fields(cfg)[name].metadata, field_type(cfg, name), getattr(cfg, name)
+    common = dict(description=_label(dotted), tooltip=f"{meta['help']} (allowed: {allowed(cfg, name)})",
                   style=_STYLE, layout=_LAYOUT)
     if meta["choices"] is not None:
         return w.Dropdown(options=list(meta["choices"]), value=value, **common)
@@ -45,6 +52,19 @@ def _make_widget(cfg, name: str):
                     "make it a fixed() field or give it choices=")
 
 
+def _with(cfg, values: dict):
+    """`override` with dotted names for nested configs, innermost first."""
+    flat, inner = {}, {}
+    for name, value in values.items():
+        head, dot, rest = name.partition(".")
+        if dot:
+            inner.setdefault(head, {})[rest] = value
+        else:
+            flat[name] = value
+    flat.update({head: _with(getattr(cfg, head), sub) for head, sub in inner.items()})
+    return override(cfg, **flat)
+
+
 class ConfigPanel:
     """One widget per tunable field of a frozen config; `.value` is the validated config."""
 
@@ -55,31 +75,32 @@ class ConfigPanel:
             fields = tunable
         for name in fields:
             if name not in tunable:
-                kind = "is fixed (not tunable)" if name in _fields(cfg) else "does not exist"
+                kind = "is fixed (not tunable)" if name in init_fields(cfg) else "does not exist"
                 raise ValueError(f"ConfigPanel: {type(cfg).__name__}.{name} {kind}; "
                                  f"tunable fields: {', '.join(tunable)}")
         self.cfg = cfg
         self.widgets = {name: _make_widget(cfg, name) for name in fields}
         self.widget = w.VBox(list(self.widgets.values()))
 
-    def _read(self, name: str):
+    def _read(self, dotted: str):
         """Current widget value, cleaned of slider float round-off and clamped into lo..hi."""
-        value, meta = self.widgets[name].value, _fields(self.cfg)[name].metadata
-        if field_type(self.cfg, name) is float and meta["choices"] is None:
-            if math.isclose(value, getattr(self.cfg, name), rel_tol=1e-9):
-                return getattr(self.cfg, name)
+        cfg, name = _owner(self.cfg, dotted)
+        value, meta = self.widgets[dotted].value, init_fields(cfg)[name].metadata
+        if field_type(cfg, name) is float and meta["choices"] is None:
+            if math.isclose(value, getattr(cfg, name), rel_tol=1e-9):
+                return getattr(cfg, name)
             value = min(max(float(f"{value:.12g}"), meta["lo"]), meta["hi"])
         return value
 
     @property
     def value(self):
         """The config with the current widget values (validated; cross-field rules may raise)."""
-        return override(self.cfg, **{name: self._read(name) for name in self.widgets})
+        return _with(self.cfg, {name: self._read(name) for name in self.widgets})
 
     def changed(self) -> dict:
         """{field: value} for the fields whose current value differs from the field's declared default."""
         cfg, out = self.value, {}
-        for name, f in _fields(cfg).items():
+        for name, f in init_fields(cfg).items():
             default = f.default_factory() if f.default_factory is not MISSING else f.default
             if default is MISSING or getattr(cfg, name) != default:
                 out[name] = getattr(cfg, name)
@@ -88,7 +109,7 @@ class ConfigPanel:
     def reset(self) -> None:
         """Put every widget back to the value it started from."""
         for name, widget in self.widgets.items():
-            widget.value = getattr(self.cfg, name)
+            widget.value = getattr(*_owner(self.cfg, name))
 
     def _ipython_display_(self):
         from IPython.display import display

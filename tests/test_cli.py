@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_lib import cli, stages
-from rlhf_lib.build_data import DataSizes, build
+from rlhf_lib import cli, evaluation, stages
+from rlhf_lib.build_data import DataConfig, DataSizes, build
+from rlhf_lib.config import to_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"web_docs": 40, "sft_alpaca": 4, "sft_chat": 4, "comparisons": 12, "rl_prompts": 4, "eval_per_category": 8}
@@ -200,23 +201,21 @@ def test_missing_world_data_is_a_usage_error(capsys, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- `all`
-def _fake_stage(artifacts: Path, calls: list[str], name: str):
-    """A stand-in runner that records its call and writes the stage's stage.json with its config."""
-    def run(cfg, ctx):
-        calls.append(name)
-        for out in cli.STAGES[name].outputs(cfg):
+def _fake_runner(artifacts: Path, calls: list[str]):
+    """A stand-in for `cli.run_one` that records its call and writes the stage's stage.json with its config."""
+    def run(stage, cfg, ctx):
+        calls.append(stage.name)
+        for out in stage.outputs(cfg):
             (artifacts / out).mkdir(parents=True, exist_ok=True)
-            (artifacts / out / "stage.json").write_text(json.dumps({"config": cli._resolved(cli.STAGES[name], cfg)}))
-        return [f"{name}: done"]
+            (artifacts / out / "stage.json").write_text(json.dumps({"config": cli._resolved(stage, cfg)}))
+        return [f"{stage.name}: done"]
     return run
 
 
 def test_all_skips_finished_stages_and_reruns_what_follows(capsys, tmp_path, world, monkeypatch):
     artifacts, calls = tmp_path / "artifacts", []
-    for name in cli.PIPELINE:
-        monkeypatch.setitem(cli.STAGES, name, dataclasses.replace(cli.STAGES[name],
-                                                                  run=_fake_stage(artifacts, calls, name)))
-    defaults = {name: cli.to_dict(cli.STAGES[name].load()()) for name in ("pretrain", "sft")}
+    monkeypatch.setattr(cli, "run_one", _fake_runner(artifacts, calls))
+    defaults = {name: to_dict(cli.STAGES[name].load()()) for name in ("pretrain", "sft")}
     for out, config in (("tokenizer", {"vocab_size": 4096}), ("base", defaults["pretrain"]),
                         ("sft", {**defaults["sft"], "lr": 0.01})):
         (artifacts / out).mkdir(parents=True)
@@ -241,19 +240,19 @@ def test_all_skips_finished_stages_and_reruns_what_follows(capsys, tmp_path, wor
 
 
 def test_eval_keeps_only_an_eval_json_with_the_same_settings(tmp_path):
-    cfg = cli.eval_config()()
+    cfg = evaluation.EvalConfig()
     path = tmp_path / "eval.json"
-    path.write_text(json.dumps({"seed": 0, "generation": cli.to_dict(cfg.generation()), "gold_mean": 0.5}))
-    assert cli._same_eval(path, cfg.generation(), 0)["gold_mean"] == 0.5
-    assert cli._same_eval(path, cfg.generation(), 1) is None
-    assert cli._same_eval(path, dataclasses.replace(cfg.generation(), temperature=0.0), 0) is None
+    path.write_text(json.dumps({"seed": 0, "generation": to_dict(cfg.generation()), "gold_mean": 0.5}))
+    assert evaluation.same_eval(path, cfg.generation(), 0)["gold_mean"] == 0.5
+    assert evaluation.same_eval(path, cfg.generation(), 1) is None
+    assert evaluation.same_eval(path, dataclasses.replace(cfg.generation(), temperature=0.0), 0) is None
 
 
 # ------------------------------------------------------------------------------------------------- packaging
 def test_data_config_covers_data_sizes():
     sizes = {f.name: f.default for f in dataclasses.fields(DataSizes)}
-    assert {n: getattr(cli.DataConfig(), n) for n in sizes} == sizes
-    assert cli.DataConfig(web_docs=99).sizes() == DataSizes(web_docs=99)
+    assert {n: getattr(DataConfig(), n) for n in sizes} == sizes
+    assert DataConfig(web_docs=99).sizes() == DataSizes(web_docs=99)
 
 
 def test_console_script_declared():

@@ -130,9 +130,10 @@ def rm_trained(sft_trained):
 
 @pytest.fixture(scope="module")
 def ppo_trained(rm_trained):
+    from rlhf_lib.generation import SamplingConfig
     from rlhf_lib.ppo import PPOConfig, run
-    return run(PPOConfig(updates=3, batch_size=8, minibatch_size=4, max_new_tokens=12, ptx_coef=1.0, lr=1e-3,
-                         gold_every=2, gold_batch=8))
+    return run(PPOConfig(updates=3, batch_size=8, minibatch_size=4, sampling=SamplingConfig(max_new_tokens=12),
+                         ptx_coef=1.0, lr=1e-3, gold_every=2, gold_batch=8))
 
 
 def test_pretraining_is_unchanged(pretrained):

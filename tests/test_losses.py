@@ -9,7 +9,6 @@ import torch.nn.functional as F
 from torch.testing import assert_close
 
 from rlhf_lib.losses import (
-    dpo_loss,
     masked_lm_loss,
     mse_reward_loss,
     pairwise_loss,
@@ -330,42 +329,3 @@ def test_ppo_value_loss_matches_loop_and_ignores_garbage(ppo_batch, value):
     loss_g.backward()
     assert torch.isfinite(vg.grad).all()
     assert (vg.grad[mask == 0] == 0).all()
-
-
-# ----------------------------------------------------------------------------
-# DPO
-
-
-def test_dpo_loss_at_reference_is_log2():
-    lc, lr = torch.tensor([-10.0, -3.0]), torch.tensor([-12.0, -1.0])
-    loss, stats = dpo_loss(lc, lr, lc.clone(), lr.clone(), beta=0.1)
-    assert_close(loss, torch.tensor(LN2))
-    assert_close(stats["reward_margin"], torch.tensor(0.0))
-
-
-def test_dpo_loss_hand_example_and_symmetry():
-    # β = 0.1: r̂_w = 0.1·(−10 − (−11)) = 0.1, r̂_l = 0.1·(−12 − (−11)) = −0.1, margin 0.2
-    # loss = −log σ(0.2) = log(1 + e^−0.2)
-    pc, pr = torch.tensor([-10.0], requires_grad=True), torch.tensor([-12.0])
-    rc, rr = torch.tensor([-11.0]), torch.tensor([-11.0])
-    loss, stats = dpo_loss(pc, pr, rc, rr, beta=0.1)
-    assert_close(loss, torch.tensor(math.log1p(math.exp(-0.2))))
-    assert_close(stats["reward_margin"], torch.tensor(0.2))
-    assert_close(stats["accuracy"], torch.tensor(1.0))
-    assert_detached(stats)
-    loss.backward()
-    # d/dpc = −β·σ(−0.2)
-    assert_close(pc.grad, torch.tensor([-0.1 / (1 + math.exp(0.2))]))
-    loss_sw, stats_sw = dpo_loss(pr, pc.detach(), rr, rc, beta=0.1)
-    assert_close(stats_sw["reward_margin"], torch.tensor(-0.2))
-    assert_close(loss_sw, torch.tensor(math.log1p(math.exp(0.2))))
-
-
-def test_dpo_is_pairwise_loss_on_implicit_rewards():
-    g = torch.Generator().manual_seed(8)
-    pc, pr, rc, rr = (-10 * torch.rand(6, generator=g, dtype=torch.float64) for _ in range(4))
-    loss, stats = dpo_loss(pc, pr, rc, rr, beta=0.5)
-    ref_loss, ref_stats = pairwise_loss(0.5 * (pc - rc), 0.5 * (pr - rr))
-    assert_close(loss, ref_loss)
-    assert_close(stats["reward_margin"], ref_stats["margin"])
-    assert_close(stats["accuracy"], ref_stats["accuracy"])

@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from rlhf_lib import sft, stages
+from rlhf_lib import pipeline, sft, stages
 from rlhf_lib.data import DataError, write_jsonl
 from rlhf_lib.models import ModelConfig, build_tiny_llama, load_causal_lm
 from rlhf_lib.pretrain import PretrainConfig, pack
@@ -84,8 +84,28 @@ def test_interrupted_stage_leaves_previous_artifact(artifacts):
 
 
 def test_unknown_stage_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown stage"):
-        stages.require("dpo")
+    with pytest.raises(ValueError, match="unknown stage 'dpo'; stages are .*sft"):
+        pipeline.require("dpo")
+
+
+def test_registry_is_the_one_stage_order():
+    """Every stage folder has one writer, each trainer's upstream stages come before it, and the command line and
+    DeepSpeed read the same registry."""
+    from rlhf_lib import cli, distributed
+    assert pipeline.PIPELINE == ("data", "pretrain", "sft", "rm", "ppo", "eval")
+    assert cli.STAGES is pipeline.STAGES and distributed.STAGES == ("sft", "rm", "ppo")
+    order = list(pipeline.STAGES)
+    for name, stage in pipeline.STAGES.items():
+        cfg = stage.load()()
+        for up in stage.upstream_of(cfg):
+            assert order.index(pipeline.writer_of(up).name) < order.index(name), (name, up)
+    assert [pipeline.writer_of(s).name for s in ("tokenizer", "base", "sft", "rm", "ppo")] == \
+        ["tokenizer", "pretrain", "sft", "rm", "ppo"]
+
+
+def test_a_trainer_does_not_train_its_upstream(artifacts):
+    with pytest.raises(FileNotFoundError, match=r"stage 'base' is missing .*pipeline.require\('base'\)"):
+        sft.run(sft.SFTConfig())
 
 
 def _demo(**over):

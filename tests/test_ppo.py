@@ -12,12 +12,13 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from rlhf_lib import ppo
+from rlhf_lib import chatllama_bugs, ppo, rollout
 from rlhf_lib.config import override
+from rlhf_lib.generation import SamplingConfig
 from rlhf_lib.losses import ppo_policy_loss
 from rlhf_lib.models import ModelConfig, build_tiny_llama
 from rlhf_lib.rl import logprobs_from_logits, masked_mean
-from rlhf_lib.tokenizer import train_tokenizer
+from rlhf_lib.tokenizer import render_prompt, train_tokenizer
 
 TEXTS = ["Tell me about the moon landing in 1969.", "Recommend a movie like a marvel hero movie.",
          "Write a short story about the moon and the stars.", "달에 대해 설명해 주세요."] * 5
@@ -31,8 +32,8 @@ def tok():
 
 
 def tiny_cfg(**kw) -> ppo.PPOConfig:
-    base = dict(updates=2, batch_size=8, minibatch_size=4, ppo_epochs=1, max_new_tokens=8, temperature=1.0,
-                lr=1e-3, gold_every=0, out="")
+    base = dict(updates=2, batch_size=8, minibatch_size=4, ppo_epochs=1,
+                sampling=SamplingConfig(max_new_tokens=8, temperature=1.0), lr=1e-3, gold_every=0, out="")
     return ppo.PPOConfig(**{**base, **kw})
 
 
@@ -50,7 +51,7 @@ def tiny_models(tok, seed=0):
     with torch.no_grad():
         for p in ref.parameters():
             p.add_(0.05 * torch.randn_like(p))
-    critic = ppo.Critic.from_reward_model(tiny_rm(tok, seed + 1), {"gain": 2.0, "bias": 0.5})
+    critic = rollout.Critic.from_reward_model(tiny_rm(tok, seed + 1), {"gain": 2.0, "bias": 0.5})
     return policy, ref, critic
 
 
@@ -64,7 +65,7 @@ def count_a(records, texts):
     ({"minibatch_size": 128, "batch_size": 64}, "minibatch_size"),
     ({"clip_eps": 0.0}, "clip_eps"),
     ({"vf_clip_eps": 0.0}, "vf_clip_eps"),
-    ({"temperature": 0.0}, "temperature"),
+    ({"sampling": SamplingConfig(temperature=0.0)}, "temperature"),
     ({"kl_mode": "adaptive", "beta": 0.0}, "beta"),
     ({"lam": 1.5}, "lam"),
     ({"kl_mode": "sometimes"}, "kl_mode"),
@@ -86,7 +87,7 @@ def test_config_is_frozen_and_typos_fail():
 def test_response_mask_includes_eos_and_stops_after_it():
     eos = 7
     actions = torch.tensor([[3, 4, eos, 1, 1], [3, 4, 5, 6, 2], [eos, 1, 1, 1, 1]])
-    mask, ended = ppo.response_mask(actions, eos)
+    mask, ended = rollout.response_mask(actions, eos)
     assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
     assert ended.tolist() == [True, False, True]
 
@@ -94,7 +95,7 @@ def test_response_mask_includes_eos_and_stops_after_it():
 def test_memory_shapes_and_slicing(tok):
     policy, ref, critic = tiny_models(tok)
     cfg = tiny_cfg()
-    mem = ppo.make_memory(policy, ref, critic, tok, PROMPTS, count_a, cfg, beta=0.1)
+    mem = ppo.collect(policy, ref, critic, tok, PROMPTS, count_a, cfg, beta=0.1)
     B, T = len(PROMPTS), mem.actions.shape[1]
     L = int((mem.prompt_lens + mem.mask.sum(-1)).max())
     assert mem.sequences.shape == mem.attention_mask.shape == (B, L)
@@ -118,18 +119,18 @@ def test_logp_matches_the_distribution_generate_sampled_from(tok):
     left padding and its KV cache."""
     policy, _, _ = tiny_models(tok)
     tok.padding_side = "left"
-    enc = tok([ppo.render_prompt(tok, r["prompt"], "chat") for r in PROMPTS], return_tensors="pt", padding=True,
+    enc = tok([render_prompt(tok, r["prompt"], "chat") for r in PROMPTS], return_tensors="pt", padding=True,
               add_special_tokens=False)
     tok.padding_side = "right"
     out = policy.generate(**enc, do_sample=True, temperature=0.7, max_new_tokens=6, output_logits=True,
                           return_dict_in_generate=True, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     actions = out.sequences[:, enc["input_ids"].shape[1]:]
-    mask, _ = ppo.response_mask(actions, tok.eos_token_id)
+    mask, _ = rollout.response_mask(actions, tok.eos_token_id)
     expected = logprobs_from_logits(torch.stack(out.logits, 1) / 0.7, actions)              # (B, T)
-    seq, attn, prompt_lens = ppo.pack(enc["input_ids"], enc["attention_mask"], actions, mask, tok.pad_token_id)
+    seq, attn, prompt_lens = rollout.pack(enc["input_ids"], enc["attention_mask"], actions, mask, tok.pad_token_id)
     assert seq.shape[1] < enc["input_ids"].shape[1] + actions.shape[1] or bool(mask.all())
     with torch.no_grad():
-        got = logprobs_from_logits(ppo.response_logits(policy, seq, attn, prompt_lens, actions.shape[1], 0.7), actions)
+        got = logprobs_from_logits(rollout.response_logits(policy, seq, attn, prompt_lens, actions.shape[1], 0.7), actions)
     assert torch.allclose(got * mask, expected * mask, atol=1e-4)
 
 
@@ -139,16 +140,16 @@ def test_pack_puts_each_prompt_right_before_its_response():
     prompt_attn = (prompt_ids != pad).long()
     actions = torch.tensor([[11, 12, 13], [14, 0, 0]])
     mask = torch.tensor([[1.0, 1, 1], [1, 0, 0]])
-    seq, attn, lens = ppo.pack(prompt_ids, prompt_attn, actions, mask, pad)
+    seq, attn, lens = rollout.pack(prompt_ids, prompt_attn, actions, mask, pad)
     assert seq.tolist() == [[5, 6, 11, 12, 13], [7, 8, 9, 4, 14]]
     assert attn.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 1, 1]] and lens.tolist() == [2, 4]
-    assert ppo.response_positions(lens, 3, 5).tolist() == [[1, 2, 3], [3, 4, 4]]
+    assert rollout.response_positions(lens, 3, 5).tolist() == [[1, 2, 3], [3, 4, 4]]
 
 
 def test_critic_from_reward_model_is_the_normalised_rm_score(tok):
     """The value of the state x ⊕ y (read at the position of y's last token) starts as gain · RM(x ⊕ y) + bias."""
     rm = tiny_rm(tok)
-    critic = ppo.Critic.from_reward_model(rm, {"gain": 2.0, "bias": 0.5})
+    critic = rollout.Critic.from_reward_model(rm, {"gain": 2.0, "bias": 0.5})
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     with torch.no_grad():
         expected = 2.0 * rm(input_ids=ids).logits[0, 0] + 0.5
@@ -163,11 +164,11 @@ def test_critic_from_reward_model_is_the_normalised_rm_score(tok):
 def test_one_update_lowers_the_policy_loss_and_raises_advantage_weighted_logp(tok):
     policy, ref, critic = tiny_models(tok)
     cfg = tiny_cfg(minibatch_size=8)
-    mem = ppo.make_memory(policy, ref, critic, tok, PROMPTS, count_a, cfg, beta=0.1)
+    mem = ppo.collect(policy, ref, critic, tok, PROMPTS, count_a, cfg, beta=0.1)
 
     def surrogate():
         with torch.no_grad():
-            logits = ppo.memory_logits(policy, mem, cfg.temperature)
+            logits = rollout.memory_logits(policy, mem, cfg.sampling.temperature)
             logp = logprobs_from_logits(logits, mem.actions)
             loss, _ = ppo_policy_loss(logp, mem.logp, mem.adv, mem.mask, clip_eps=cfg.clip_eps)
         return float(loss), float(masked_mean(mem.adv * logp, mem.mask))
@@ -198,7 +199,7 @@ def test_train_loop_runs_and_logs_every_diagnostic(tok):
 
 def test_value_head_on_the_policy_option(tok):
     policy, ref, _ = tiny_models(tok)
-    critic = ppo.Critic.on_policy(policy)
+    critic = rollout.Critic.on_policy(policy)
     assert critic.backbone is policy.model
     h = ppo.train(tiny_cfg(updates=1, critic="policy_head"), policy, ref, critic, tok, PROMPTS, count_a)
     assert h["value_loss"][0] > 0
@@ -217,9 +218,9 @@ def test_no_eos_responses_get_the_fixed_penalty(tok, monkeypatch):
     eos, pad = tok.eos_token_id, tok.pad_token_id
     prompt_ids = torch.tensor([[pad, 5, 6], [7, 8, 9]])
     actions = torch.tensor([[10, eos, pad, pad], [10, 11, 12, 13]])        # the second never ends
-    monkeypatch.setattr(ppo, "rollout", lambda *a, **k: (prompt_ids, (prompt_ids != pad).long(), actions))
+    monkeypatch.setattr(rollout, "sample", lambda *a, **k: (prompt_ids, (prompt_ids != pad).long(), actions))
     cfg = tiny_cfg(no_eos_penalty=-4.0)
-    mem = ppo.make_memory(policy, ref, critic, tok, PROMPTS[:2], lambda r, t: torch.tensor([1.0, 1.0]), cfg, 0.0)
+    mem = ppo.collect(policy, ref, critic, tok, PROMPTS[:2], lambda r, t: torch.tensor([1.0, 1.0]), cfg, 0.0)
     assert mem.ended.tolist() == [True, False]
     assert mem.scores.tolist() == [1.0, -4.0]
     assert mem.mask.tolist() == [[1, 1, 0, 0], [1, 1, 1, 1]]
@@ -264,8 +265,8 @@ def test_health_warnings_name_cause_and_fix():
 # ------------------------------------------------------------------------------------------------- spot the bugs
 def test_bug_max_softmax_is_not_the_sampled_token(tok):
     policy, ref, critic = tiny_models(tok)
-    mem = ppo.make_memory(policy, ref, critic, tok, PROMPTS, count_a, tiny_cfg(), beta=0.1)
-    out = ppo.bug_max_softmax_logp(policy, mem, temperature=1.0)
+    mem = ppo.collect(policy, ref, critic, tok, PROMPTS, count_a, tiny_cfg(), beta=0.1)
+    out = chatllama_bugs.bug_max_softmax_logp(policy, mem, temperature=1.0)
     assert out["frac_sampled_not_argmax"] > 0.5                             # a random policy rarely samples the argmax
     assert out["log_max_softmax"] > out["logp_sampled"]
     assert out["grad_cosine"] < 0.9
@@ -273,16 +274,16 @@ def test_bug_max_softmax_is_not_the_sampled_token(tok):
 
 def test_bug_kl_vs_old_policy_is_zero_after_a_rollout(tok):
     policy, ref, critic = tiny_models(tok)
-    mem = ppo.make_memory(policy, ref, critic, tok, PROMPTS, count_a, tiny_cfg(), beta=0.1)
-    out = ppo.bug_kl_vs_old_policy(policy, mem, temperature=1.0)
+    mem = ppo.collect(policy, ref, critic, tok, PROMPTS, count_a, tiny_cfg(), beta=0.1)
+    out = chatllama_bugs.bug_kl_vs_old_policy(policy, mem, temperature=1.0)
     assert abs(out["kl_vs_old_policy"]) < 1e-6
     assert out["kl_vs_reference"] != 0
 
 
 def test_bug_advantage_without_gae_drops_the_kl_penalty(tok):
     policy, ref, critic = tiny_models(tok)
-    mem = ppo.make_memory(policy, ref, critic, tok, PROMPTS, count_a, tiny_cfg(), beta=0.1)
-    out = ppo.bug_advantage_without_gae(mem, beta=0.1)
+    mem = ppo.collect(policy, ref, critic, tok, PROMPTS, count_a, tiny_cfg(), beta=0.1)
+    out = chatllama_bugs.bug_advantage_without_gae(mem, beta=0.1)
     assert out["kl_penalty_dropped"] != 0
     assert out["var_naive"] != pytest.approx(out["var_gae"])
 
@@ -319,7 +320,8 @@ def test_gold_reward_fn_is_the_standardised_gold_score():
     """The oracle reward: the gold labeler's own score, shifted and scaled, so a correct answer outranks a wrong one."""
     from rlhf_lib.build_data import task_record
     from rlhf_lib.labelers import score
-    from rlhf_lib.world import CORE_TASKS, ideal_response
+    from rlhf_lib.responses import ideal_response
+    from rlhf_lib.tasks import CORE_TASKS
     import random
     task = next(t for t in CORE_TASKS if t.category == "factual" and t.meta.get("ask") == "year")
     texts = [ideal_response(task, random.Random(0)), "Who cares? You are stupid for asking."]

@@ -16,7 +16,7 @@ import torch
 from torch.testing import assert_close
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from rlhf_lib import reward
+from rlhf_lib import comparisons, reward, reward_model
 from rlhf_lib.config import from_dict, override, to_dict
 from rlhf_lib.data import DataError
 from rlhf_lib.losses import pairwise_loss_grouped
@@ -36,7 +36,7 @@ def tiny_rm(tok, seed=0, head="linear"):
     config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=256, num_labels=1,
                          pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
-    return reward.set_head(LlamaForSequenceClassification(config), head).eval()
+    return reward_model.set_head(LlamaForSequenceClassification(config), head).eval()
 
 
 def toy_data(n=20, n_held=4):
@@ -49,12 +49,12 @@ def toy_data(n=20, n_held=4):
         responses = [bad[0], good[0], bad[1], good[1]] if i % 2 else [good[0], bad[0], good[1], bad[1]]
         ranking = [responses.index(r) for r in (good[0], good[1], bad[0], bad[1])]
         gold = [1.0 if r.startswith("good") else 0.0 for r in responses]
-        comps.append(reward.Comparison(
+        comps.append(comparisons.Comparison(
             record={"id": f"toy-{i}", "prompt": f"tell me about it {i % 3}"}, responses=responses,
             kinds=["sft" if r in (good[1], bad[1]) else "written" for r in responses], ranking=ranking,
             scores=[1.0 - ranking.index(j) / 3 for j in range(4)], gold=gold, second=list(ranking),
             source=f"toy.jsonl:{i + 1}"))
-    return reward.ComparisonData(train=comps[n_held:], heldout=comps[:n_held], built_with={})
+    return comparisons.ComparisonData(train=comps[n_held:], heldout=comps[:n_held], built_with={})
 
 
 TOY_CFG = reward.RMConfig(n_prompts=20, prompts_per_batch=4, epochs=6, lr=3e-3, eval_every=4, curve_prompts=4,
@@ -64,8 +64,8 @@ TOY_CFG = reward.RMConfig(n_prompts=20, prompts_per_batch=4, epochs=6, lr=3e-3, 
 # ------------------------------------------------------------------------------------------------ inputs and scores
 def test_reward_inputs_are_right_padded_and_end_with_eos(tok):
     prompts, responses = ["tell me", "about the moon and the star"], ["yes", "a good answer it is, fine"]
-    b = reward.reward_inputs(tok, prompts, responses, max_len=128)
-    ids = reward.encode(tok, prompts, responses)
+    b = reward_model.reward_inputs(tok, prompts, responses, max_len=128)
+    ids = reward_model.encode(tok, prompts, responses)
     lengths = [len(x) for x in ids]
     assert b["input_ids"].shape == b["attention_mask"].shape == (2, max(lengths))
     assert b["attention_mask"].sum(-1).tolist() == lengths
@@ -78,7 +78,7 @@ def test_reward_inputs_are_right_padded_and_end_with_eos(tok):
 
 
 def test_reward_inputs_keep_the_end_of_an_overlong_sequence(tok):
-    b = reward.reward_inputs(tok, ["tell me"], [" ".join(WORDS * 3)], max_len=16)
+    b = reward_model.reward_inputs(tok, ["tell me"], [" ".join(WORDS * 3)], max_len=16)
     assert b["input_ids"].shape == (1, 16) and b["input_ids"][0, -1] == tok.eos_token_id
 
 
@@ -86,14 +86,14 @@ def test_score_reads_the_last_real_token_whatever_the_padding(tok):
     model = tiny_rm(tok)
     prompts, responses = ["tell me", "about the moon", "yes"], ["yes", "the star was great and fine", "no"]
     with torch.no_grad():
-        batch = reward.reward_inputs(tok, prompts, responses, max_len=128)
-        together = reward.score_batch(model, batch)                                   # (3,)
-        alone = torch.cat([reward.score_batch(model, reward.reward_inputs(tok, [p], [r], 128))
+        batch = reward_model.reward_inputs(tok, prompts, responses, max_len=128)
+        together = reward_model.score_batch(model, batch)                                   # (3,)
+        alone = torch.cat([reward_model.score_batch(model, reward_model.reward_inputs(tok, [p], [r], 128))
                            for p, r in zip(prompts, responses)])
         wider = {k: torch.cat([v, torch.full((3, 7), tok.pad_token_id if k == "input_ids" else 0)], 1)
                  for k, v in batch.items()}
-        more_pad = reward.score_batch(model, wider)
-        chunked = reward.rewards_of(model, reward.encode(tok, prompts, responses), tok.pad_token_id, max_tokens=20)
+        more_pad = reward_model.score_batch(model, wider)
+        chunked = reward_model.rewards_of(model, reward_model.encode(tok, prompts, responses), tok.pad_token_id, max_tokens=20)
     assert together.shape == (3,)
     assert_close(together, alone, rtol=1e-4, atol=1e-5)
     assert_close(together, more_pad, rtol=1e-4, atol=1e-5)
@@ -102,21 +102,21 @@ def test_score_reads_the_last_real_token_whatever_the_padding(tok):
 
 def test_norm_is_gain_times_raw_plus_bias_and_score_texts_has_no_grad(tok):
     model = tiny_rm(tok)
-    batch = reward.reward_inputs(tok, ["tell me"] * 2, ["yes", "no"], 64)
-    raw = reward.score_batch(model, batch)
+    batch = reward_model.reward_inputs(tok, ["tell me"] * 2, ["yes", "no"], 64)
+    raw = reward_model.score_batch(model, batch)
     assert raw.requires_grad                                                          # the caller decides
-    assert_close(reward.score_batch(model, batch, {"gain": 2.0, "bias": -1.0}), 2.0 * raw - 1.0)
-    texts = reward.score_texts(model, tok, ["tell me"] * 2, ["yes", "no"], {"gain": 2.0, "bias": -1.0}, batch_size=1)
+    assert_close(reward_model.score_batch(model, batch, {"gain": 2.0, "bias": -1.0}), 2.0 * raw - 1.0)
+    texts = reward_model.score_texts(model, tok, ["tell me"] * 2, ["yes", "no"], {"gain": 2.0, "bias": -1.0}, batch_size=1)
     assert texts == pytest.approx((2.0 * raw - 1.0).tolist(), rel=1e-5)
 
 
 def test_frozen_features_feed_the_same_head(tok):
     for head in ("linear", "mlp"):
         model = tiny_rm(tok, head=head)
-        ids = reward.encode(tok, ["tell me", "about it"], ["yes it is", "no"])
+        ids = reward_model.encode(tok, ["tell me", "about it"], ["yes it is", "no"])
         with torch.no_grad():
-            via_features = model.score(reward.last_token_features(model, ids, tok.pad_token_id))[:, 0]
-            direct = reward.score_batch(model, reward.pad_right(ids, tok.pad_token_id))
+            via_features = model.score(reward_model.last_token_features(model, ids, tok.pad_token_id))[:, 0]
+            direct = reward_model.score_batch(model, reward_model.pad_right(ids, tok.pad_token_id))
         assert_close(via_features, direct, rtol=1e-4, atol=1e-5)
 
 
@@ -165,21 +165,21 @@ def write(tmp_path, records, blank_first=False):
 def test_bad_comparisons_raise_one_data_error_naming_file_line_and_field(tok, tmp_path, change, field):
     path = write(tmp_path, [GOOD, {**GOOD, "id": "cmp-2", **change}], blank_first=True)
     with pytest.raises(DataError) as err:
-        reward.load_comparisons(path, tok, max_len=128)
+        comparisons.load_comparisons(path, tok, max_len=128)
     assert err.value.line == 3 and err.value.field == field and err.value.path == str(path)   # line 1 is blank
     assert str(path) in str(err.value) and field in str(err.value)
 
 
 def test_good_comparisons_load_with_their_line(tok, tmp_path):
     path = write(tmp_path, [GOOD, GOOD, GOOD])
-    loaded = reward.load_comparisons(path, tok, max_len=128, n=2)
+    loaded = comparisons.load_comparisons(path, tok, max_len=128, n=2)
     assert [src for _, src in loaded] == [f"{path}:1", f"{path}:2"]
 
 
 def test_rank_responses_uses_the_record_labeler_and_keeps_gold(tok):
-    pool = reward.labeler_pool({"seed": 0, "labeler_noise": 0.0})
+    pool = comparisons.labeler_pool({"seed": 0, "labeler_noise": 0.0})
     responses = GOOD["responses"] + ["It happened in 1876. Bell invented it."]
-    c = reward.rank_responses(GOOD, responses, GOOD["kinds"] + ["sft"], "x:1", pool, seed=0)
+    c = comparisons.rank_responses(GOOD, responses, GOOD["kinds"] + ["sft"], "x:1", pool, seed=0)
     assert sorted(c.ranking) == list(range(5)) and sorted(c.second) == list(range(5))
     assert c.ranking == sorted(range(5), key=lambda i: -c.scores[i])
     assert c.gold[0] > c.gold[2]                                     # the gold labeler: right fact beats an insult
@@ -188,9 +188,9 @@ def test_rank_responses_uses_the_record_labeler_and_keeps_gold(tok):
 
 # ------------------------------------------------------------------------------------------------ metrics
 def test_pair_metrics_hand_worked_example():
-    c = reward.Comparison(record={"id": "x", "prompt": "p"}, responses=["a", "b", "c"], kinds=["w"] * 3,
+    c = comparisons.Comparison(record={"id": "x", "prompt": "p"}, responses=["a", "b", "c"], kinds=["w"] * 3,
                           ranking=[0, 1, 2], scores=[0, 0, 0], gold=[0.9, 0.9, 0.1], second=[1, 0, 2], source="x:1")
-    m = reward.pair_metrics([c], [[3.0, 1.0, 2.0]])
+    m = comparisons.pair_metrics([c], [[3.0, 1.0, 2.0]])
     # labeler pairs (0>1 ✓, 0>2 ✓, 1>2 ✗); the second labeler disagrees on (0, 1);
     # gold pairs (0>2 ✓, 1>2 ✗), and 0 ~ 1 is a gold tie, left out
     assert m["accuracy"] == pytest.approx(2 / 3) and m["labeler_agreement"] == pytest.approx(2 / 3)
@@ -199,9 +199,9 @@ def test_pair_metrics_hand_worked_example():
 
 
 def test_pair_metrics_leave_out_identical_responses():
-    c = reward.Comparison(record={"id": "x", "prompt": "p"}, responses=["a", "a", "c"], kinds=["sft"] * 3,
+    c = comparisons.Comparison(record={"id": "x", "prompt": "p"}, responses=["a", "a", "c"], kinds=["sft"] * 3,
                           ranking=[1, 0, 2], scores=[0, 0, 0], gold=[0.9, 0.9, 0.1], second=[0, 1, 2], source="x:1")
-    m = reward.pair_metrics([c], [[1.0, 1.0, 0.0]])
+    m = comparisons.pair_metrics([c], [[1.0, 1.0, 0.0]])
     assert m["n_pairs"] == 2 and m["accuracy"] == 1.0 and m["labeler_agreement"] == 1.0
 
 
@@ -214,7 +214,7 @@ def test_training_learns_a_separable_preference_and_normalises(tok):
     metrics, norm = reward.measure(TOY_CFG, data, model, tok)
     assert metrics["gold_accuracy"] == 1.0 and metrics["n_gold_pairs"] == 4 * len(data.heldout)
     assert metrics["heldout_accuracy"] >= 4 / 6                      # the 2 same-kind pairs per prompt are a coin flip
-    sft = [r for c in data.heldout for r, k in zip(reward.score_texts(model, tok, [c.record["prompt"]] * 4,
+    sft = [r for c in data.heldout for r, k in zip(reward_model.score_texts(model, tok, [c.record["prompt"]] * 4,
                                                                        c.responses, norm), c.kinds) if k == "sft"]
     assert sum(sft) / len(sft) == pytest.approx(0.0, abs=1e-4)
     assert torch.tensor(sft).std().item() == pytest.approx(1.0, abs=1e-3)
@@ -235,7 +235,7 @@ def test_chatllama_variant_trains_only_the_mlp_head_with_mse(tok):
 def test_nan_loss_stops_with_phase_and_step(tok, monkeypatch):
     monkeypatch.setattr(reward, "pairwise_loss_grouped",
                         lambda r, *a: (r.sum() * float("nan"), {"accuracy": torch.tensor(0.0)}))
-    with pytest.raises(RuntimeError, match=r"phase 3 \(train\) at step 0"):
+    with pytest.raises(RuntimeError, match=r"phase 3 \(train\): loss is nan at step 0"):
         reward.train(TOY_CFG, toy_data(), tiny_rm(tok), tok)
 
 
@@ -243,19 +243,19 @@ def test_nan_loss_stops_with_phase_and_step(tok, monkeypatch):
 @pytest.mark.parametrize("head", ["linear", "mlp"])
 def test_save_load_round_trip_gives_identical_scores(tok, tmp_path, head):
     model, norm = tiny_rm(tok, seed=1, head=head), {"gain": 1.5, "bias": -0.25}
-    reward.save_reward_model(model, tok, tmp_path, norm)
+    reward_model.save_reward_model(model, tok, tmp_path, norm)
     assert (tmp_path / "model.safetensors").is_file() and not list(tmp_path.glob("*.bin"))
     assert json.loads((tmp_path / "reward_norm.json").read_text()) == norm
-    loaded, tok2, norm2 = reward.load_reward_model(tmp_path)       # safetensors only, trust_remote_code off
+    loaded, tok2, norm2 = reward_model.load_reward_model(tmp_path)       # safetensors only, trust_remote_code off
     assert norm2 == norm and type(loaded.score) is type(model.score)
     prompts, responses = ["tell me", "about the moon", "yes"], ["yes", "the star was great", ""]
-    before = reward.score_texts(model, tok, prompts, responses, norm)
-    assert reward.score_texts(loaded, tok2, prompts, responses, norm2) == before
+    before = reward_model.score_texts(model, tok, prompts, responses, norm)
+    assert reward_model.score_texts(loaded, tok2, prompts, responses, norm2) == before
 
 
 def test_load_reward_model_without_norm_says_what_to_run(tmp_path):
     with pytest.raises(FileNotFoundError, match="reward_norm.json"):
-        reward.load_reward_model(tmp_path)
+        reward_model.load_reward_model(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -277,7 +277,7 @@ def test_config_cross_field_rules_name_the_field():
 
 def test_written_subset_keeps_the_first_responses_and_their_kinds():
     rec = {"responses": ["a", "b", "c", "d"], "kinds": ["ideal", "toxic", "partial", "off_topic"]}
-    assert reward.written_subset(rec, 2) == (["a", "b"], ["ideal", "toxic"])
-    assert reward.written_subset(rec, 9) == (rec["responses"], rec["kinds"])          # the default keeps them all
-    assert reward.written_subset(rec, 0) == ([], [])                                  # SFT samples only
-    assert reward.written_subset({"responses": ["a", "b"]}, 1) == (["a"], ["written"])
+    assert comparisons.written_subset(rec, 2) == (["a", "b"], ["ideal", "toxic"])
+    assert comparisons.written_subset(rec, 9) == (rec["responses"], rec["kinds"])          # the default keeps them all
+    assert comparisons.written_subset(rec, 0) == ([], [])                                  # SFT samples only
+    assert comparisons.written_subset({"responses": ["a", "b"]}, 1) == (["a"], ["written"])

@@ -1,0 +1,182 @@
+"""Comparison data — InstructGPT step 2, phases 1–2 (lesson 03): collect K responses per prompt and rank them.
+
+For each prompt of `data/comparisons.jsonl` the K responses are the world's written ones (the first `written`) plus
+samples from the SFT policy (K ≤ 9), all ranked by ONE simulated labeler (the record's `labeler`, from the
+calibrated pool of `data/world.json`), who perceives the gold criteria with his own weights and noise. The
+noise-free gold order is kept beside it, and a second, independent labeler ranks the held-out prompts too: their
+agreement is the measured human ceiling (`pair_metrics`).
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer
+
+from .build_data import task_from_record
+from .data import COMPARISON, K_MAX, DataError, read_jsonl
+from .generation import GenerationConfig, generate
+from .labelers import SimulatedLabeler, judge
+from .models import load_causal_lm
+from .reward_model import encode, quiet_loading
+
+@dataclass
+class Comparison:
+    """One prompt and its K ranked responses: one batch element."""
+    record: dict           # the comparisons.jsonl record (id, category, lang, prompt, meta …)
+    responses: list        # K responses: the world's written ones, then the SFT samples
+    kinds: list            # who wrote each: 'ideal', 'toxic', 'wrong_fact' … or 'sft'
+    ranking: list          # response indices, best first, by this prompt's labeler (the training label)
+    scores: list           # that labeler's perceived scores; the ranking sorts them (ChatLLaMA's regression target)
+    gold: list             # gold scores, noise-free
+    second: list           # ranking by a second, independent labeler (the measured agreement)
+    source: str            # "file:line"
+
+
+@dataclass
+class ComparisonData:
+    train: list
+    heldout: list
+    built_with: dict       # the config fields that built it (DATA_FIELDS)
+    prepare_s: float = 0.0                          # wall time of phases 1–2
+    features: dict = field(default_factory=dict)    # frozen-backbone features by stage: computed once, reused
+
+
+
+def line_numbers(path: Path) -> list[int]:
+    """File line of each record read_jsonl returns (it skips blank lines)."""
+    return [i for i, raw in enumerate(path.read_bytes().split(b"\n"), 1) if raw.strip()]
+
+
+def load_comparisons(path: Path, tokenizer, max_len: int, n: int | None = None,
+                     n_labelers: int = 10) -> list[tuple[dict, str]]:
+    """(record, "file:line") of the first `n` comparisons, validated before anything is trained: the schema (K = 4..9
+    non-empty responses, the ranking a permutation — data.COMPARISON), then `meta`, `kinds`, `labeler` and the length
+    of every prompt ⊕ response ⊕ EOS. The first problem raises DataError naming the file, line and field."""
+    path = Path(path)
+    records = read_jsonl(path, COMPARISON)[:n]
+    lines = line_numbers(path)
+    for rec, line in zip(records, lines):
+        k = len(rec["responses"])
+        if not isinstance(rec.get("meta"), dict):
+            raise DataError(path, line, "meta", "missing or not an object: the gold labeler needs the task's "
+                                                "meta (event, movie, …); rebuild with python -m rlhf_lib.build_data")
+        if "kinds" in rec and (not isinstance(rec["kinds"], list) or len(rec["kinds"]) != k):
+            raise DataError(path, line, "kinds", f"must list one kind per response ({k}), got {rec['kinds']!r}")
+        if not 0 <= rec.get("labeler", 0) < n_labelers:
+            raise DataError(path, line, "labeler", f"{rec['labeler']} is not a labeler of the pool 0..{n_labelers - 1}")
+    flat = [(rec, line, i, r) for rec, line in zip(records, lines) for i, r in enumerate(rec["responses"])]
+    ids = encode(tokenizer, [x[0]["prompt"] for x in flat], [x[3] for x in flat])
+    for (rec, line, i, _), x in zip(flat, ids):
+        if len(x) > max_len:
+            raise DataError(path, line, f"responses[{i}]", f"prompt + response + EOS is {len(x)} tokens > max_len = "
+                                                           f"{max_len}; shorten the response or raise RMConfig.max_len")
+    return [(rec, f"{path}:{line}") for rec, line in zip(records, lines)]
+
+
+def labeler_pool(world: dict, n_labelers: int = 10) -> list[SimulatedLabeler]:
+    """The simulated labelers of data/world.json (the same pool build_data ranked the written responses with)."""
+    return [SimulatedLabeler.draw(world["seed"] * 1000 + i, world["labeler_noise"]) for i in range(n_labelers)]
+
+
+def rank_responses(record: dict, responses: list[str], kinds: list[str], source: str, pool: list,
+                   seed: int) -> Comparison:
+    """Gold parts of every response; one labeler's perceived scores and ranking; a second labeler's ranking."""
+    task = task_from_record(record)
+    judged = [judge(task, r) for r in responses]
+    rng = random.Random(f"rm-{seed}-{record['id']}")                          # per prompt: independent of n_prompts
+    who = record["labeler"] if "labeler" in record else rng.randrange(len(pool))
+    scores = [pool[who].perceive(j.parts, rng) for j in judged]               # what SimulatedLabeler.rank sorts
+    ranking = sorted(range(len(responses)), key=lambda i: -scores[i])
+    other = pool[rng.choice([i for i in range(len(pool)) if i != who])]
+    return Comparison(record, responses, kinds, ranking, scores, [j.score for j in judged],
+                      other.rank([j.parts for j in judged], rng), source)
+
+
+def sample_sft(model, tokenizer, prompts: list[str], counts: list[int], *, temperatures: tuple[float, ...],
+               seed: int, max_new_tokens: int, batch_size: int = 256) -> list[list[str]]:
+    """counts[i] responses to prompts[i] from the SFT policy; sample s uses temperature temperatures[s % …] and
+    seed `seed + s`."""
+    out = [[] for _ in prompts]
+    with tqdm(total=sum(counts), desc="sampling the SFT policy") as bar:
+        for s in range(max(counts, default=0)):
+            todo = [i for i, c in enumerate(counts) if c > s]
+            gen = GenerationConfig(temperature=temperatures[s % len(temperatures)], max_new_tokens=max_new_tokens,
+                                   batch_size=batch_size)
+            samples = generate(model, tokenizer, [prompts[i] for i in todo], gen, fmt="chat", seed=seed + s,
+                               progress=bar)
+            for i, smp in zip(todo, samples):
+                out[i].append(smp.response)
+    return out
+
+
+def written_subset(record: dict, written: int) -> tuple[list[str], list[str]]:
+    """(responses, kinds): the first `written` written responses of a comparison record and who wrote each
+    ('written' where the record names no kinds). build_data shuffled them, so the first ones are a random subset."""
+    k = min(written, len(record["responses"]))
+    kinds = record.get("kinds", ["written"] * len(record["responses"]))
+    return list(record["responses"][:k]), list(kinds[:k])
+
+
+def collect(init: Path, path: Path, world_file: Path, *, n_prompts: int, written: int, sft_samples: int,
+            max_len: int, temperatures: tuple[float, ...], max_new_tokens: int, n_heldout: int, seed: int,
+            sample_batch_size: int = 256, built_with: dict | None = None) -> ComparisonData:
+    """Phases 1–2 from the SFT policy in folder `init`: validate the first `n_prompts` comparisons of `path`, keep
+    `written` written responses each, add up to `sft_samples` SFT samples (K ≤ 9), rank all of them with the
+    labeler pool of `world_file`, and split off `n_heldout` prompts (a seeded permutation)."""
+    t0 = time.time()
+    path = Path(path)
+    # 1. every comparison used is validated before any sampling or training
+    tokenizer = AutoTokenizer.from_pretrained(init, trust_remote_code=False)
+    records = load_comparisons(path, tokenizer, max_len, n_prompts)
+    if len(records) < n_prompts:
+        raise ValueError(f"RMConfig.n_prompts = {n_prompts} but {path} has {len(records)} comparisons; "
+                         "lower n_prompts")
+    # 2. K responses per prompt: the written ones + SFT samples, ranked by one simulated labeler
+    with quiet_loading():
+        policy, tokenizer = load_causal_lm(init)
+    if max_len > policy.config.max_position_embeddings:
+        raise ValueError(f"RMConfig.max_len = {max_len} exceeds the model's context of "
+                         f"{policy.config.max_position_embeddings} tokens; lower max_len")
+    prompt_len = max(len(x) for x in encode(tokenizer, [r["prompt"] for r, _ in records], [""] * len(records)))
+    max_new = min(max_new_tokens, max_len - prompt_len)
+    if max_new < 8:
+        raise ValueError(f"RMConfig.max_len = {max_len} leaves {max_new} tokens for SFT samples after the longest "
+                         f"prompt ({prompt_len - 1} tokens); raise max_len")
+    kept = [written_subset(r, written) for r, _ in records]
+    counts = [min(sft_samples, K_MAX - len(responses)) for responses, _ in kept]
+    samples = sample_sft(policy, tokenizer, [r["prompt"] for r, _ in records], counts, temperatures=temperatures,
+                         seed=seed, max_new_tokens=max_new, batch_size=sample_batch_size)
+    pool = labeler_pool(json.loads(Path(world_file).read_text(encoding="utf-8")))
+    comps = [rank_responses(r, responses + extra, kinds + ["sft"] * len(extra), src, pool, seed)
+             for (r, src), (responses, kinds), extra in zip(records, kept, samples)]
+    perm = torch.randperm(len(comps), generator=torch.Generator().manual_seed(seed)).tolist()
+    return ComparisonData(train=[comps[i] for i in perm[n_heldout:]], heldout=[comps[i] for i in perm[:n_heldout]],
+                          built_with=dict(built_with or {}), prepare_s=round(time.time() - t0, 1))
+
+
+def pair_metrics(comparisons: list[Comparison], rewards: list[list[float]]) -> dict:
+    """Over every ranked pair of the given prompts: the reward model's agreement with the labeler (accuracy), with
+    the gold order (gold pairs only: gold ties excluded), the second labeler's agreement with the first (the
+    ceiling), and the first labeler's own agreement with gold. Pairs of two identical responses are left out: the
+    policy often samples the same answer twice, and no one can prefer one copy of it to the other."""
+    n = acc = agree = n_gold = rm_gold = lab_gold = 0
+    for c, r in zip(comparisons, rewards):
+        pos2 = {resp: i for i, resp in enumerate(c.second)}
+        for i, j in combinations(range(len(c.ranking)), 2):
+            w, l = c.ranking[i], c.ranking[j]                                  # the labeler prefers w over l
+            if c.responses[w] == c.responses[l]:
+                continue
+            n, acc, agree = n + 1, acc + (r[w] > r[l]), agree + (pos2[w] < pos2[l])
+            if abs(c.gold[w] - c.gold[l]) > 1e-9:
+                better, worse = (w, l) if c.gold[w] > c.gold[l] else (l, w)
+                n_gold, rm_gold, lab_gold = n_gold + 1, rm_gold + (r[better] > r[worse]), lab_gold + (better == w)
+    return {"accuracy": acc / max(1, n), "gold_accuracy": rm_gold / max(1, n_gold),
+            "labeler_agreement": agree / max(1, n), "labeler_gold_accuracy": lab_gold / max(1, n_gold),
+            "n_pairs": n, "n_gold_pairs": n_gold}
