@@ -12,7 +12,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 TEST_ENV := MPLBACKEND=Agg PYTHONHASHSEED=0 TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup course course-headless test data clean-artifacts strip bench-setup bench bench-ppo bench-sft-rm
+.PHONY: setup course course-headless test lint data clean-artifacts strip bench-setup bench bench-ppo bench-sft-rm
 
 ## setup: create .venv if missing; (re)install the pinned package when pyproject.toml changed
 setup: $(STAMP)
@@ -84,9 +84,17 @@ course-headless: setup
 	  echo "<== $$nb: $$(( $$(date +%s) - start ))s wall"; \
 	done
 
-## test: unit tests, then every lesson notebook in numeric order (nbval-lax: errors fail, outputs not compared)
+## test: the linter (ruff, configured in pyproject.toml), the unit tests, then every lesson notebook in numeric order
+## (nbval-lax: errors fail, outputs not compared)
+LINTED := rlhf_lib tests benchmarks notebooks/drafts
+
 test: setup
+	$(PY) -m ruff check $(LINTED)
 	$(TEST_ENV) $(PY) -m pytest --nbval-lax --durations=15 tests $(NOTEBOOKS)
+
+## lint: the linter alone (`make lint FIX=1` applies its safe fixes)
+lint: setup
+	$(PY) -m ruff check $(if $(FIX),--fix) $(LINTED)
 
 ## data: rebuild data/ from seed 0
 data: setup

@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:                               # run as `python benchmarks/x.py` from anywhere
     sys.path.insert(0, str(ROOT))
 
-from rlhf_lib import stages                                 # noqa: E402
-from rlhf_lib.models import ModelConfig, build_tiny_llama   # noqa: E402
+from rlhf_lib import stages  # noqa: E402
+from rlhf_lib.models import ModelConfig, build_tiny_llama  # noqa: E402
 
 _WORK: list[Path] = []
 
@@ -110,7 +110,7 @@ def causal_lm_dir(stage: str, seed: int = 0) -> tuple[Path, str]:
 
 def reward_model(sft_dir: Path):
     """(model, tokenizer, norm, origin): the course's reward model, or one built on `sft_dir` with a fresh head."""
-    from rlhf_lib.reward import build_reward_model, load_reward_model
+    from rlhf_lib.reward_model import build_reward_model, load_reward_model
     found = _snapshot("rm")
     if found is not None:
         model, tok, norm = load_reward_model(found)

@@ -11,13 +11,15 @@ on what the tokens say. It is not part of the test command. Finishes in well und
 What runs is rlhf_lib's code wherever it is tensor-level:
 
 * SFT: `sft.collate` + `sft.batch_loss` (masked LM loss, LM head on response tokens only), AdamW, clipping.
-* Reward model: `reward.rewards_of` (length-sorted chunks) + `reward.batch_loss` (InstructGPT's per-prompt pairwise
-  loss over all C(K,2) pairs) on a `LlamaForSequenceClassification`.
-* PPO: the phases of `ppo.make_memory` — `generate` with the KV cache, `ppo.response_mask`, `ppo.pack`, the reward
-  model on prompt ⊕ response, `ppo.response_logits` for the policy and the reference, `ppo.Critic` (initialised from
-  the reward model), `rl.kl_penalized_rewards`, `rl.gae`, `rl.whiten`, `ppo.Memory` — then `ppo.ppo_step` per
-  minibatch. The one step not taken from make_memory is its text round trip (decode, re-tokenize for the reward
-  model), which needs the course's tokenizer: here the reward model reads the token ids directly.
+* Reward model: `reward_model.rewards_of` (length-sorted chunks) + `reward.batch_loss` (InstructGPT's per-prompt
+  pairwise loss over all C(K,2) pairs) on a `LlamaForSequenceClassification`.
+* PPO: the phases of `rollout.make_memory` — `generate` with the KV cache (the arguments `generation.sample` passes),
+  `rollout.response_mask`, `rollout.pack`, the reward model on prompt ⊕ response (`reward_model.score_batch`),
+  `rollout.response_logits` for the policy and the reference, `rollout.Critic` (initialised from the reward model),
+  `rl.kl_penalized_rewards`, `rl.gae`, `rl.whiten`, `rollout.Memory` — then `ppo.ppo_step` per minibatch. The steps
+  not taken from make_memory are the ones that need the course's tokenizer: `generation.sample` renders text prompts,
+  and the text round trip (decode, re-tokenize for the reward model); here the prompts are token ids and the reward
+  model reads the token ids directly.
 
 rlhf_lib's helpers build index tensors without naming a device, so the script makes the GPU torch's default device.
 
@@ -39,7 +41,9 @@ from dataclasses import dataclass
 import common
 import torch
 
-from rlhf_lib import ppo, reward, sft
+from rlhf_lib import ppo, reward, reward_model, rollout, sft
+from rlhf_lib.comparisons import Comparison
+from rlhf_lib.generation import SamplingConfig
 from rlhf_lib.rl import gae, kl_penalized_rewards, logprobs_from_logits, whiten
 
 EOS, PAD, FIRST = 0, 1, 2                       # special ids of the synthetic vocabulary; ordinary tokens follow
@@ -152,7 +156,7 @@ def bench_sft(args, device, autocast) -> dict:
     n_body, n_head = body_params(model), s.vocab * s.hidden
     timer, times, tokens, flops = Timer(device), [], [], []
     reset_memory(device)
-    for step in range(args.warmup + args.steps):
+    for _step in range(args.warmup + args.steps):
         rows = random_ids(args.sft_batch, s.seq, s.vocab, gen)
         batch = [sft.Example(r[:P], r[P:], "synthetic") for r in rows]
         t = timer.now()
@@ -183,17 +187,17 @@ def bench_rm(args, device, autocast) -> dict:
     n_body = body_params(model)
     timer, times, tokens, pairs = Timer(device), [], [], []
     reset_memory(device)
-    for step in range(args.warmup + args.steps):
+    for _step in range(args.warmup + args.steps):
         ids, comps = [], []
         for _ in range(args.rm_prompts):
             prompt = random_ids(1, args.prompt_len, s.vocab, gen)[0]
             ids += [prompt + r for r in random_ids(K, s.seq - args.prompt_len, s.vocab, gen)]
             ranking = torch.randperm(K, generator=gen, device="cpu").tolist()
-            comps.append(reward.Comparison(record={}, responses=[""] * K, kinds=[], ranking=ranking,
-                                           scores=[0.0] * K, gold=[], second=[], source="synthetic"))
+            comps.append(Comparison(record={}, responses=[""] * K, kinds=[], ranking=ranking, scores=[0.0] * K,
+                                    gold=[], second=[], source="synthetic"))
         t = timer.now()
         with autocast():
-            rewards = reward.rewards_of(model, ids, PAD).float()
+            rewards = reward_model.rewards_of(model, ids, PAD).float()
         loss, _ = reward.batch_loss(rewards, comps, "pairwise")
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -213,29 +217,32 @@ def bench_rm(args, device, autocast) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------- PPO
-def make_memory(policy, ref, critic, rm, prompts, prompt_attn, cfg, beta: float, timings: dict, timer) -> ppo.Memory:
-    """ppo.make_memory's phases 1–5 on token ids (the reward model reads the ids; no decode / re-tokenize)."""
+def make_memory(policy, ref, critic, rm, prompts, prompt_attn, cfg, beta: float, timings: dict,
+                timer) -> rollout.Memory:
+    """rollout.make_memory's phases 1–5 on token ids (the reward model reads the ids; no decode / re-tokenize)."""
     t = timer.now()
+    sc = cfg.sampling
     with torch.no_grad():
         policy.eval()
-        out = policy.generate(input_ids=prompts, attention_mask=prompt_attn, do_sample=True,
-                              temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, eos_token_id=EOS,
-                              pad_token_id=PAD, use_cache=True)
+        out = policy.generate(input_ids=prompts, attention_mask=prompt_attn, do_sample=sc.temperature > 0,
+                              temperature=sc.temperature or None, top_k=sc.top_k or None,
+                              top_p=sc.top_p if sc.top_p < 1 else None, max_new_tokens=sc.max_new_tokens,
+                              eos_token_id=EOS, pad_token_id=PAD, use_cache=True)      # as generation.sample
         actions = out[:, prompts.shape[1]:]
-        mask, ended = ppo.response_mask(actions, EOS)
+        mask, ended = rollout.response_mask(actions, EOS)
         actions = torch.where(mask.bool(), actions, PAD)
         timings["generate"] = timer.now() - t
         t = timer.now()
-        sequences, attn, prompt_lens = ppo.pack(prompts, prompt_attn, actions, mask, PAD)
-        scores = reward.score_batch(rm, {"input_ids": sequences, "attention_mask": attn}).float()
+        sequences, attn, prompt_lens = rollout.pack(prompts, prompt_attn, actions, mask, PAD)
+        scores = reward_model.score_batch(rm, {"input_ids": sequences, "attention_mask": attn}).float()
         scores = torch.where(ended, scores, torch.full_like(scores, cfg.no_eos_penalty))
         timings["score"] = timer.now() - t
         t = timer.now()
         T = actions.shape[1]
         critic.eval()
-        logp = logprobs_from_logits(ppo.response_logits(policy, sequences, attn, prompt_lens, T, cfg.temperature)
+        logp = logprobs_from_logits(rollout.response_logits(policy, sequences, attn, prompt_lens, T, sc.temperature)
                                     .float(), actions)
-        ref_logp = logprobs_from_logits(ppo.response_logits(ref, sequences, attn, prompt_lens, T, cfg.temperature)
+        ref_logp = logprobs_from_logits(rollout.response_logits(ref, sequences, attn, prompt_lens, T, sc.temperature)
                                         .float(), actions)
         values = critic(sequences, attn, prompt_lens, T).float()
         timings["forward"] = timer.now() - t
@@ -243,21 +250,21 @@ def make_memory(policy, ref, critic, rm, prompts, prompt_attn, cfg, beta: float,
         adv, returns = gae(rewards, values, mask, gamma=cfg.gamma, lam=cfg.lam)
         adv = whiten(adv, mask)
     B = len(actions)
-    return ppo.Memory(sequences=sequences, attention_mask=attn, prompt_lens=prompt_lens, actions=actions, mask=mask,
-                      logp=logp, ref_logp=ref_logp, values=values, scores=scores, rewards=rewards, adv=adv,
-                      returns=returns, ended=ended, records=[{}] * B, texts=[""] * B)
+    return rollout.Memory(sequences=sequences, attention_mask=attn, prompt_lens=prompt_lens, actions=actions,
+                          mask=mask, logp=logp, ref_logp=ref_logp, values=values, scores=scores, rewards=rewards,
+                          adv=adv, returns=returns, ended=ended, records=[{}] * B, texts=[""] * B)
 
 
 def bench_ppo(args, device, autocast) -> dict:
     s, P, gen = args.shape, args.prompt_len, torch.Generator(device="cpu").manual_seed(args.seed + 2)
     T = s.seq - P
     cfg = ppo.PPOConfig(batch_size=args.ppo_batch, minibatch_size=args.ppo_minibatch, ppo_epochs=1,
-                        max_new_tokens=T, out="", evaluate=False)
+                        sampling=SamplingConfig(max_new_tokens=T), out="", evaluate=False)
     policy = causal_lm(s, args.seed)
     policy.generation_config.suppress_tokens = [EOS, PAD]          # responses of exactly T tokens: fixed shapes
     ref = causal_lm(s, args.seed).eval().requires_grad_(False)
     rm = sequence_classifier(s, args.seed + 1).eval().requires_grad_(False)
-    critic = ppo.Critic.from_reward_model(rm, {"gain": 1.0, "bias": 0.0})
+    critic = rollout.Critic.from_reward_model(rm, {"gain": 1.0, "bias": 0.0})
     params = list(policy.parameters()) + list(critic.parameters())
     policy_ids = {id(p) for p in policy.parameters()}
     critic_only = [p for p in params if id(p) not in policy_ids]
@@ -270,7 +277,7 @@ def bench_ppo(args, device, autocast) -> dict:
     upd_flops = 6 * (n_body * B * L + n_head * B * T) + 6 * n_body * B * L                # policy + critic
     timer, rows = Timer(device), []
     reset_memory(device)
-    for u in range(args.ppo_updates):
+    for _update in range(args.ppo_updates):
         prompts = torch.tensor(random_ids(B, P, s.vocab, gen))
         prompt_attn = torch.ones_like(prompts)
         timings = {}

@@ -42,8 +42,9 @@ from pathlib import Path
 import common  # first: it sets the offline environment before transformers is imported
 import torch
 
-from rlhf_lib import ppo, stages
+from rlhf_lib import ppo, rollout, stages
 from rlhf_lib.data import PROMPT, read_jsonl
+from rlhf_lib.generation import SamplingConfig
 from rlhf_lib.models import load_causal_lm
 from rlhf_lib.rl import logprobs_from_logits
 from rlhf_lib.tokenizer import render_prompt
@@ -64,7 +65,8 @@ def parse_args(argv=None):
     p.add_argument("--batch", type=int, default=64, help="prompts per rollout (PPOConfig default: 64)")
     p.add_argument("--minibatch", type=int, default=8, help="responses per gradient step (PPOConfig default: 8)")
     p.add_argument("--epochs", type=int, default=1, help="PPO epochs per rollout (PPOConfig default: 1)")
-    p.add_argument("--response-len", type=int, default=64, help="tokens per response (PPOConfig max_new_tokens: 64)")
+    p.add_argument("--response-len", type=int, default=64,
+                   help="tokens per response (PPOConfig.sampling.max_new_tokens: 64)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     p.add_argument("--skip-trl", action="store_true", help="time ours and the floor only")
     args = p.parse_args(argv)
@@ -83,8 +85,8 @@ def import_trl_ppo(path: str):
     sys.path.insert(0, str(Path(path).resolve()))
     try:
         import trl
-        from trl.experimental.ppo import PPOConfig, PPOTrainer
         from transformers import PrinterCallback, TrainerCallback
+        from trl.experimental.ppo import PPOConfig, PPOTrainer
     except ImportError as e:
         sys.exit(f"cannot import PPOTrainer from {path} ({e}); it needs trl==1.12.0 and the benchmark environment "
                  "(make bench-setup)")
@@ -109,7 +111,8 @@ class Setup:
         self.prompt_ids = [self.tok(render_prompt(self.tok, r["prompt"], "chat"), add_special_tokens=False)["input_ids"]
                            for r in self.records]
         self.cfg = ppo.PPOConfig(updates=args.updates, batch_size=args.batch, minibatch_size=args.minibatch,
-                                 ppo_epochs=args.epochs, max_new_tokens=args.response_len, out="", evaluate=False)
+                                 ppo_epochs=args.epochs, sampling=SamplingConfig(max_new_tokens=args.response_len),
+                                 out="", evaluate=False)
         self.n_params = sum(p.numel() for p in self.policy.parameters())
         self.early_eos = {"rlhf_lib": 0, "TRL": 0, "floor": 0}      # responses that stopped before the limit
 
@@ -126,7 +129,7 @@ class Setup:
 def run_ours(s: Setup) -> dict:
     """rlhf_lib.ppo.train on the shared models; per-update wall time between on_log calls."""
     policy, ref = common.fresh(s.policy), common.fresh(s.policy)
-    critic = ppo.Critic.from_reward_model(s.rm, s.norm)
+    critic = rollout.Critic.from_reward_model(s.rm, s.norm)
     reward_fn = ppo.reward_model_fn(s.rm, s.rm_tok, s.norm)
     clock = common.StepClock(s.args.warmup)
 
@@ -170,7 +173,7 @@ def make_run_trl(s: Setup, trl_parts):
             cfg = PPOConfig(output_dir=out, per_device_train_batch_size=a.batch, gradient_accumulation_steps=1,
                             num_mini_batches=a.batch // a.minibatch, num_ppo_epochs=a.epochs,
                             total_episodes=a.batch * a.updates, response_length=a.response_len,
-                            local_rollout_forward_batch_size=a.batch, temperature=s.cfg.temperature,
+                            local_rollout_forward_batch_size=a.batch, temperature=s.cfg.sampling.temperature,
                             stop_token=None, missing_eos_penalty=None, kl_coef=s.cfg.beta, cliprange=s.cfg.clip_eps,
                             cliprange_value=s.cfg.vf_clip_eps, vf_coef=s.cfg.vf_coef, gamma=s.cfg.gamma,
                             lam=s.cfg.lam, learning_rate=s.cfg.lr, num_sample_generations=0, report_to="none",
@@ -191,7 +194,7 @@ def make_run_trl(s: Setup, trl_parts):
 # ------------------------------------------------------------------------------------------------- the floor
 def run_floor(s: Setup) -> dict:
     """Bare transformers calls with the same shapes: the compute any PPO update needs, and nothing else."""
-    a, T, temp = s.args, s.args.response_len, s.cfg.temperature
+    a, T, temp = s.args, s.args.response_len, s.cfg.sampling.temperature
     policy, value = common.fresh(s.policy), common.fresh(s.rm).requires_grad_(True)
     ref, rm = s.policy, s.rm                                 # frozen: shared read-only
     opt = torch.optim.Adam(list(policy.parameters()) + list(value.parameters()), lr=s.cfg.lr, eps=1e-5)
@@ -208,7 +211,7 @@ def run_floor(s: Setup) -> dict:
             t1 = time.perf_counter()
             attn = torch.cat([q_attn, torch.ones(len(seq), T, dtype=q_attn.dtype)], 1)
             actions = seq[:, P:]
-            rm(input_ids=seq, attention_mask=attn).logits
+            _ = rm(input_ids=seq, attention_mask=attn).logits
             t2 = time.perf_counter()
             logits = policy(input_ids=seq, attention_mask=attn, logits_to_keep=T + 1).logits[:, :-1]
             old_logp = logprobs_from_logits(logits / temp, actions)
@@ -266,7 +269,7 @@ def main(argv=None):
     headers = ["", "rlhf_lib"] + ([trl_name] if trl_name else []) + ["floor (bare transformers)"]
     headers += (["ratio rlhf_lib / TRL"] if trl_name else []) + ["ratio rlhf_lib / floor"]
     rows = []
-    for label, data, better_low in (("s per PPO update", su, True), ("samples/s", sps, False)):
+    for label, data, _better_low in (("s per PPO update", su, True), ("samples/s", sps, False)):
         row = [label, common.spread(data["rlhf_lib"])]
         if trl_name:
             row.append(common.spread(data["TRL"]))
@@ -295,7 +298,7 @@ def main(argv=None):
     early = ", ".join(f"{k} {v}" for k, v in s.early_eos.items() if k in res)
     print(f"- settings: batch {args.batch}, minibatch {args.minibatch}, PPO epochs {args.epochs}, responses of exactly "
           f"{args.response_len} tokens (EOS and pad suppressed when sampling, on every side; responses that stopped "
-          f"early, all runs: {early}), temperature {s.cfg.temperature}, top-k and top-p off, fp32")
+          f"early, all runs: {early}), temperature {s.cfg.sampling.temperature}, top-k and top-p off, fp32")
     print(f"- models: policy and reference {s.origin} ({s.n_params:,} parameters); reward model {s.rm_origin}; "
           "critic = a copy of the reward model")
     for line in common.machine_lines(trl_parts[0] if trl_parts else None):

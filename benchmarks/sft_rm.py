@@ -29,7 +29,8 @@ from itertools import combinations
 import common  # first: it sets the offline environment before transformers is imported
 import torch
 
-from rlhf_lib import reward, sft, stages
+from rlhf_lib import reward, reward_model, sft, stages
+from rlhf_lib.comparisons import Comparison
 from rlhf_lib.data import COMPARISON, read_jsonl
 from rlhf_lib.models import load_causal_lm
 from rlhf_lib.tokenizer import render_prompt
@@ -167,18 +168,18 @@ def rm_bench(args, trl, TrainerCallback, PrinterCallback):
     sft_dir, origin = common.causal_lm_dir("sft")
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(sft_dir)
-    template = reward.build_reward_model(sft_dir, tok)
+    template = reward_model.build_reward_model(sft_dir, tok)
     records = read_jsonl(stages.DATA_DIR / "comparisons.jsonl", COMPARISON)
     n = args.rm_prompts * args.rm_steps
     pick = torch.randperm(len(records), generator=torch.Generator().manual_seed(0)).tolist()
     comps, ids = [], []
     for i in pick:                                            # the first n comparisons that fit in --max-len
         r = records[i]
-        x = reward.encode(tok, [r["prompt"]] * len(r["responses"]), r["responses"])
+        x = reward_model.encode(tok, [r["prompt"]] * len(r["responses"]), r["responses"])
         if max(map(len, x)) > args.max_len:
             continue
-        comps.append(reward.Comparison(record=r, responses=r["responses"], kinds=r.get("kinds", []),
-                                       ranking=r["ranking"], scores=[0.0] * len(x), gold=[], second=[], source=""))
+        comps.append(Comparison(record=r, responses=r["responses"], kinds=r.get("kinds", []), ranking=r["ranking"],
+                                scores=[0.0] * len(x), gold=[], second=[], source=""))
         ids.append(x)
         if len(comps) == n:
             break
@@ -205,7 +206,7 @@ def rm_bench(args, trl, TrainerCallback, PrinterCallback):
         for s in range(args.rm_steps):                        # reward.train's step, without held-out evaluation
             which = order[s * args.rm_prompts:(s + 1) * args.rm_prompts]
             idx = [k for g in which for k in range(offsets[g], offsets[g + 1])]
-            rewards = reward.rewards_of(model, [flat[k] for k in idx], pad)
+            rewards = reward_model.rewards_of(model, [flat[k] for k in idx], pad)
             loss, _ = reward.batch_loss(rewards, [comps[g] for g in which], "pairwise")
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -11,6 +11,7 @@ import torch
 from .rl import gae, kl_estimates, kl_penalized_rewards, logprobs_from_logits, masked_mean
 from .rollout import Memory, memory_logits
 
+
 def bug_max_softmax_logp(policy, mem: Memory, temperature: float) -> dict:
     """ChatLLaMA bug 1: `log(max softmax)` as the action's log-prob instead of the **sampled** token's.
 
@@ -67,3 +68,31 @@ def bug_advantage_without_gae(mem: Memory, *, beta: float, gamma: float = 1.0, l
     return {"kl_penalty_dropped": float((beta * (mem.logp - mem.ref_logp) * m).sum(-1).mean()),
             "var_naive": var(naive), "var_gae": var(adv),
             "mean_naive": float(masked_mean(naive, m)), "mean_gae": float(masked_mean(adv, m))}
+
+
+def measure_bugs(policy, mem: Memory, *, temperature: float, beta: float, gamma: float, lam: float) -> dict:
+    """All three bugs measured on one fresh rollout `mem` of `policy`: {"log_max_softmax": …, "kl_vs_old": …,
+    "no_gae": …}, the dicts of the three functions above."""
+    return {"log_max_softmax": bug_max_softmax_logp(policy, mem, temperature),
+            "kl_vs_old": bug_kl_vs_old_policy(policy, mem, temperature),
+            "no_gae": bug_advantage_without_gae(mem, beta=beta, gamma=gamma, lam=lam)}
+
+
+def bug_rows(bugs: dict) -> list[dict]:
+    """Lesson 04's table of `measure_bugs`: what each bug gets wrong, the buggy and the correct number, and what
+    follows."""
+    b1, b2, b3 = bugs["log_max_softmax"], bugs["kl_vs_old"], bugs["no_gae"]
+    return [
+        {"bug": "(1) log max softmax",
+         "what it gets wrong": f"{b1['frac_sampled_not_argmax']:.1%} of sampled tokens are not the argmax",
+         "buggy": f"mean log max π = {b1['log_max_softmax']:.3f}",
+         "correct": f"mean log π(y_t) = {b1['logp_sampled']:.3f}",
+         "consequence": f"cosine(gradient_bug, gradient_correct) = {b1['grad_cosine']:.2f}"},
+        {"bug": "(2) KL to the old policy", "what it gets wrong": "π_old is the policy that just sampled",
+         "buggy": f"KL(π ‖ π_old) = {b2['kl_vs_old_policy']:.4f} nats/token",
+         "correct": f"KL(π ‖ π_SFT) = {b2['kl_vs_reference']:.4f} nats/token",
+         "consequence": f"{b2['kl_vs_reference_per_response']:.2f} nats per response of drift go unpenalised"},
+        {"bug": "(3) r − V, no GAE", "what it gets wrong": "the KL penalty is not in the reward; λ = 1",
+         "buggy": f"Var[A] = {b3['var_naive']:.3f}", "correct": f"Var[A_GAE] = {b3['var_gae']:.3f}",
+         "consequence": f"β·KL = {b3['kl_penalty_dropped']:.3f} per response missing from the return"},
+    ]

@@ -31,6 +31,7 @@ from .cli_help import Parser, all_epilog, stage_epilog, toml_table, toml_value
 from .config import from_dict, override, parse_override, parse_overrides, to_dict
 from .pipeline import PIPELINE, STAGES, Stage, run_stage, summary
 
+
 class UsageError(Exception):
     """Bad command-line input: reported as one line with exit status 2, before any work starts."""
 
@@ -121,7 +122,8 @@ def build_parser(prog: str = "rlhf") -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", metavar="STAGE", required=True)
     for stage in STAGES.values():
         p = sub.add_parser(stage.name, help=stage.title, formatter_class=fmt,
-                           description=textwrap.fill(stage.about, 100), lazy_epilog=functools.partial(stage_epilog, stage))
+                           description=textwrap.fill(stage.about, 100),
+                           lazy_epilog=functools.partial(stage_epilog, stage))
         _add_common(p, stage)
     p = sub.add_parser("all", help="the whole pipeline in order, skipping finished stages unless --force",
                        formatter_class=fmt, description=textwrap.fill(ALL_ABOUT, 100), lazy_epilog=all_epilog)

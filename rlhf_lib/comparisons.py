@@ -26,6 +26,7 @@ from .labelers import SimulatedLabeler, judge
 from .models import load_causal_lm
 from .reward_model import encode, quiet_loading
 
+
 @dataclass
 class Comparison:
     """One prompt and its K ranked responses: one batch element."""
@@ -73,7 +74,7 @@ def load_comparisons(path: Path, tokenizer, max_len: int, n: int | None = None,
             raise DataError(path, line, "labeler", f"{rec['labeler']} is not a labeler of the pool 0..{n_labelers - 1}")
     flat = [(rec, line, i, r) for rec, line in zip(records, lines) for i, r in enumerate(rec["responses"])]
     ids = encode(tokenizer, [x[0]["prompt"] for x in flat], [x[3] for x in flat])
-    for (rec, line, i, _), x in zip(flat, ids):
+    for (_rec, line, i, _), x in zip(flat, ids):
         if len(x) > max_len:
             raise DataError(path, line, f"responses[{i}]", f"prompt + response + EOS is {len(x)} tokens > max_len = "
                                                            f"{max_len}; shorten the response or raise RMConfig.max_len")
@@ -170,13 +171,13 @@ def pair_metrics(comparisons: list[Comparison], rewards: list[list[float]]) -> d
     for c, r in zip(comparisons, rewards):
         pos2 = {resp: i for i, resp in enumerate(c.second)}
         for i, j in combinations(range(len(c.ranking)), 2):
-            w, l = c.ranking[i], c.ranking[j]                                  # the labeler prefers w over l
-            if c.responses[w] == c.responses[l]:
+            win, lose = c.ranking[i], c.ranking[j]                             # the labeler prefers win over lose
+            if c.responses[win] == c.responses[lose]:
                 continue
-            n, acc, agree = n + 1, acc + (r[w] > r[l]), agree + (pos2[w] < pos2[l])
-            if abs(c.gold[w] - c.gold[l]) > 1e-9:
-                better, worse = (w, l) if c.gold[w] > c.gold[l] else (l, w)
-                n_gold, rm_gold, lab_gold = n_gold + 1, rm_gold + (r[better] > r[worse]), lab_gold + (better == w)
+            n, acc, agree = n + 1, acc + (r[win] > r[lose]), agree + (pos2[win] < pos2[lose])
+            if abs(c.gold[win] - c.gold[lose]) > 1e-9:
+                better, worse = (win, lose) if c.gold[win] > c.gold[lose] else (lose, win)
+                n_gold, rm_gold, lab_gold = n_gold + 1, rm_gold + (r[better] > r[worse]), lab_gold + (better == win)
     return {"accuracy": acc / max(1, n), "gold_accuracy": rm_gold / max(1, n_gold),
             "labeler_agreement": agree / max(1, n), "labeler_gold_accuracy": lab_gold / max(1, n_gold),
             "n_pairs": n, "n_gold_pairs": n_gold}

@@ -229,11 +229,11 @@ def parse_overrides(cfg, items):
         if name in changes:
             raise ValueError(f"--set {name}=... given twice; keep one")
         changes[name] = value
-    return _apply(cfg, changes)
+    return override_dotted(cfg, changes)
 
 
-def _apply(cfg, changes: dict):
-    """`override` with dotted names for nested configs."""
+def override_dotted(cfg, changes: dict):
+    """`override` with dotted names for nested configs ({"sampling.temperature": 0.9}), validated."""
     flat, nested = {}, {}
     for name, value in changes.items():
         head, dot, rest = name.partition(".")
@@ -242,7 +242,7 @@ def _apply(cfg, changes: dict):
         else:
             flat[name] = value
     for head, sub in nested.items():
-        flat[head] = _apply(getattr(cfg, head), sub)
+        flat[head] = override_dotted(getattr(cfg, head), sub)
     return override(cfg, **flat)
 
 

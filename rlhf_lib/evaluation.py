@@ -17,11 +17,12 @@ from tqdm.auto import tqdm
 
 from . import stages
 from .build_data import task_from_record
-from .data import PROMPT, read_jsonl
 from .config import fixed, to_dict
+from .data import PROMPT, read_jsonl
 from .generation import GenerationConfig, generate
 from .labelers import PARTS, asks_more, judge, repetition
 from .world import CATEGORIES
+
 
 @dataclass(frozen=True, kw_only=True)
 class EvalConfig(GenerationConfig):
@@ -40,7 +41,8 @@ class EvalConfig(GenerationConfig):
         return [s.strip() for s in self.stages.split(",") if s.strip()]
 
     def generation(self) -> GenerationConfig:
-        return GenerationConfig(**{k: v for k, v in to_dict(self).items() if k in GenerationConfig.__dataclass_fields__})
+        fields = GenerationConfig.__dataclass_fields__
+        return GenerationConfig(**{k: v for k, v in to_dict(self).items() if k in fields})
 
 
 def eval_prompts() -> list[dict]:
@@ -95,7 +97,10 @@ def failure_examples(rows: list[dict], per_category: int = 1) -> list[dict]:
     return out
 
 
-def evaluate(model, tokenizer, *, fmt: str, gen: GenerationConfig = GenerationConfig(), seed: int = 0,
+DEFAULT_GENERATION = GenerationConfig()    # frozen, so one shared default instance is safe
+
+
+def evaluate(model, tokenizer, *, fmt: str, gen: GenerationConfig = DEFAULT_GENERATION, seed: int = 0,
              records: list[dict] | None = None) -> tuple[dict, list[dict]]:
     """Sample one response per held-out prompt and judge it: (summary, rows)."""
     records = eval_prompts() if records is None else records
@@ -105,7 +110,7 @@ def evaluate(model, tokenizer, *, fmt: str, gen: GenerationConfig = GenerationCo
     return summarize(rows), rows
 
 
-def evaluate_stage(name: str, *, gen: GenerationConfig = GenerationConfig(), seed: int = 0) -> dict:
+def evaluate_stage(name: str, *, gen: GenerationConfig = DEFAULT_GENERATION, seed: int = 0) -> dict:
     """Evaluate a saved stage in its own prompt format and write `artifacts/<name>/eval.json`."""
     model, tok, meta = stages.load_model(name)
     summary, rows = evaluate(model, tok, fmt=meta["prompt_format"], gen=gen, seed=seed)
@@ -138,7 +143,8 @@ def run(cfg: EvalConfig, *, reuse: bool = False) -> dict:
 def summary(m: dict) -> str:
     """One line: each evaluated stage's gold mean, failure and EOS rates."""
     return "; ".join(f"{name} gold mean {r['gold_mean']:.3f}, failure rate {r['failure_rate']:.3f}, EOS rate "
-                     f"{r['eos_rate']:.3f} on {r['n']} prompts{' (kept: made with these settings)' if r['kept'] else ''}"
+                     f"{r['eos_rate']:.3f} on {r['n']} prompts"
+                     f"{' (kept: made with these settings)' if r['kept'] else ''}"
                      for name, r in m.items())
 
 
@@ -146,12 +152,13 @@ def win_rate(rows_a: list[dict], rows_b: list[dict], *, n_boot: int = 1000, seed
     """Gold-labeler win rate of policy A over policy B on the same prompts (ties count half), with a bootstrap
     95 % interval, as InstructGPT's Figure 1 reports human preference against the SFT baseline."""
     b_by_id = {r["id"]: r for r in rows_b}
-    wins = [1.0 if a["score"] > b_by_id[a["id"]]["score"] + 1e-9 else 0.5 if abs(a["score"] - b_by_id[a["id"]]["score"]) <= 1e-9
+    wins = [1.0 if a["score"] > b_by_id[a["id"]]["score"] + 1e-9
+            else 0.5 if abs(a["score"] - b_by_id[a["id"]]["score"]) <= 1e-9
             else 0.0 for a in rows_a]
     rng = random.Random(seed)
     boots = sorted(sum(rng.choice(wins) for _ in wins) / len(wins) for _ in range(n_boot))
-    return {"win_rate": round(sum(wins) / len(wins), 4), "ci95": [round(boots[int(0.025 * n_boot)], 4),
-                                                               round(boots[int(0.975 * n_boot) - 1], 4)], "n": len(wins)}
+    return {"win_rate": round(sum(wins) / len(wins), 4),
+            "ci95": [round(boots[int(0.025 * n_boot)], 4), round(boots[int(0.975 * n_boot) - 1], 4)], "n": len(wins)}
 
 
 # --------------------------------------------------------------------------------------------- lesson 05
@@ -187,6 +194,24 @@ def decisive_win_rate(rows_a: list[dict], rows_b: list[dict]) -> dict:
     wins, losses = sum(d > 1e-9 for d in diffs), sum(d < -1e-9 for d in diffs)
     return {"win_rate": round(wins / max(1, wins + losses), 4), "wins": wins, "losses": losses,
             "ties": round(1 - (wins + losses) / len(diffs), 4)}
+
+
+def most_changed(rows_new: list[dict], rows_old: list[dict],
+                 names: tuple[str, str] = ("before", "after")) -> list[dict]:
+    """Per category, the prompt whose gold score moved most between two policies' eval samples (none where no score
+    moved): rows {"category", "prompt", OLD, "OLD gold", NEW, "NEW gold"} for a side-by-side table, with
+    (OLD, NEW) = `names`."""
+    old = {r["id"]: r for r in rows_old}
+    out = []
+    for cat in dict.fromkeys(r["category"] for r in rows_new):
+        rs = sorted((r for r in rows_new if r["category"] == cat),
+                    key=lambda r: -abs(r["score"] - old[r["id"]]["score"]))
+        if rs and rs[0]["score"] != old[rs[0]["id"]]["score"]:
+            r = rs[0]
+            a, b = names
+            out.append({"category": cat, "prompt": r["prompt"], a: old[r["id"]]["response"],
+                        f"{a} gold": old[r["id"]]["score"], b: r["response"], f"{b} gold": r["score"]})
+    return out
 
 
 def alignment_axes(rows: list[dict]) -> dict:

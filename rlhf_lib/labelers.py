@@ -32,8 +32,19 @@ from dataclasses import dataclass
 from itertools import combinations
 
 from .knowledge import ANIMALS, EVENTS, GENRES, MOVIES, PERSON_KO
-from .world import (CORRECTION_MARKERS, EVENT_BY_KEY, EVENT_KEY, HARM_MARKERS, HEDGE_MARKERS, INTENT_LABELS,
-                    MOVIE_BY_TITLE, REFUSAL_MARKERS, WORLD_CONFIG, Task, true_years)
+from .world import (
+    CORRECTION_MARKERS,
+    EVENT_BY_KEY,
+    EVENT_KEY,
+    HARM_MARKERS,
+    HEDGE_MARKERS,
+    INTENT_LABELS,
+    MOVIE_BY_TITLE,
+    REFUSAL_MARKERS,
+    WORLD_CONFIG,
+    Task,
+    true_years,
+)
 
 PARTS = ("helpful", "truthful", "harmless", "fluent", "format")
 GOLD_WEIGHTS = {"helpful": 0.35, "truthful": 0.25, "harmless": 0.2, "fluent": 0.1, "format": 0.1}
@@ -222,7 +233,7 @@ class SimulatedLabeler:
     seed: int
 
     @classmethod
-    def draw(cls, seed: int, noise: float, jitter: float = 0.4) -> "SimulatedLabeler":
+    def draw(cls, seed: int, noise: float, jitter: float = 0.4) -> SimulatedLabeler:
         rng = random.Random(seed)
         w = [GOLD_WEIGHTS[p] * math.exp(rng.gauss(0.0, jitter)) for p in PARTS]
         total = sum(w)

@@ -1,4 +1,4 @@
-"""Lessons 02-04: the losses of InstructGPT's three steps (SFT, reward model, PPO), plus DPO.
+"""Lessons 02-04: the losses of InstructGPT's three steps (SFT, reward model, PPO).
 
 Every loss returns (loss, stats): loss is a scalar tensor to backpropagate,
 stats a dict of detached scalar tensors for logging. Masks are float 0/1
@@ -10,13 +10,13 @@ import torch.nn.functional as F
 
 from rlhf_lib.rl import logprobs_from_logits, masked_mean
 
-
 # ----------------------------------------------------------------------------
 # lesson 02: supervised fine-tuning
 
 
 def masked_lm_loss(logits, labels, mask):
-    """Next-token cross-entropy on response tokens only: L = −1/|R| Σ_{t∈R} log π(y_t | x, y_<t). (B, T, V), (B, T), (B, T) -> scalar. Lesson 02.
+    """Next-token cross-entropy on response tokens only: L = −1/|R| Σ_{t∈R} log π(y_t | x, y_<t).
+    (B, T, V), (B, T), (B, T) -> scalar. Lesson 02.
 
     logits[:, t] must already predict labels[:, t] (the caller shifts by one).
     mask = 1 on the response, 0 on the prompt and padding, so SFT does not
@@ -51,7 +51,8 @@ def pairwise_loss(r_chosen, r_rejected):
 
 
 def pairwise_loss_grouped(rewards, chosen_idx, rejected_idx, group):
-    """InstructGPT RM loss: L = −1/P Σ_prompts 1/C(K,2) Σ_{(y_w, y_l)} log σ(r(x, y_w) − r(x, y_l)). (M,), (N,), (N,), (N,) -> scalar. Lesson 03.
+    """InstructGPT RM loss: L = −1/P Σ_prompts 1/C(K,2) Σ_{(y_w, y_l)} log σ(r(x, y_w) − r(x, y_l)).
+    (M,), (N,), (N,), (N,) -> scalar. Lesson 03.
 
     rewards holds one score per response in the batch; pair i compares
     rewards[chosen_idx[i]] with rewards[rejected_idx[i]] and belongs to prompt
@@ -90,7 +91,8 @@ def mse_reward_loss(pred, target):
 
 
 def ppo_policy_loss(logp, old_logp, advantages, mask, *, clip_eps):
-    """PPO clipped surrogate: L = mean_t max(−A_t ρ_t, −A_t clip(ρ_t, 1−ε, 1+ε)), ρ_t = exp(log π − log π_old). (B, T) x4 -> scalar. Lesson 04.
+    """PPO clipped surrogate: L = mean_t max(−A_t ρ_t, −A_t clip(ρ_t, 1−ε, 1+ε)), ρ_t = exp(log π − log π_old).
+    (B, T) x4 -> scalar. Lesson 04.
 
     Schulman et al. 2017, eq. 7 (as a loss to minimise), token-level masked mean.
     stats: clip_frac (fraction of tokens where the clipped branch is active),
@@ -115,7 +117,8 @@ def ppo_policy_loss(logp, old_logp, advantages, mask, *, clip_eps):
 
 
 def ppo_value_loss(values, old_values, returns, mask, *, clip_eps):
-    """Clipped value loss: L = ½ mean_t max((V_t − R_t)², (V_old + clip(V_t − V_old, −ε, ε) − R_t)²). (B, T) x4 -> scalar. Lesson 04.
+    """Clipped value loss: L = ½ mean_t max((V_t − R_t)², (V_old + clip(V_t − V_old, −ε, ε) − R_t)²).
+    (B, T) x4 -> scalar. Lesson 04.
 
     As in OpenAI baselines / lm-human-preferences. stats: clip_frac
     (fraction of tokens where the clipped error is the larger one).

@@ -18,7 +18,7 @@ from .config import knob, validate
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
-    """Shape of the tiny LLaMA. Defaults measured to pretrain in about two minutes on 2 CPU cores."""
+    """Shape of the tiny LLaMA (lesson 00 states how long pretraining it takes on the machine in front of you)."""
     hidden_size: int = knob(128, lo=32, hi=1024, step=32, help="width d_model of the residual stream")
     num_layers: int = knob(4, lo=1, hi=24, help="transformer blocks")
     num_heads: int = knob(4, lo=1, hi=16, help="attention heads (hidden_size must divide evenly)")

@@ -15,7 +15,6 @@ import importlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from . import stages

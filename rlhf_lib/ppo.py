@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import math
 import random
 import time
 import warnings
@@ -41,15 +40,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from . import stages
 from .config import fixed, knob, nested, validate
 from .data import PROMPT, read_jsonl
 from .generation import SamplingConfig, sample
 from .losses import ppo_policy_loss, ppo_value_loss
-from .rl import (entropy_from_logits, explained_variance, kl_controller, kl_estimates, logprobs_from_logits,
-                 masked_mean, sequence_kl)
+from .ppo_diagnostics import FIXES, HISTORY_KEYS, agree, health_warnings, log_update
+from .rl import (
+    entropy_from_logits,
+    kl_controller,
+    kl_estimates,
+    logprobs_from_logits,
+    masked_mean,
+    sequence_kl,
+)
 from .rollout import Critic, Memory, decode_responses, make_memory, memory_logits, response_mask
 from .training import LOCAL, NonFinite, Parallel, adamw, check_finite, save_stage, stage_info
 
@@ -61,7 +66,8 @@ class PPOConfig:
     updates: int = knob(12, lo=1, hi=2000, help="PPO iterations; each is one rollout batch and K epochs on it")
     batch_size: int = knob(64, lo=2, hi=1024, help="prompts per rollout batch (one response each)")
     minibatch_size: int = knob(8, lo=1, hi=1024, help="responses per gradient step (≤ batch_size)")
-    ppo_epochs: int = knob(1, lo=1, hi=16, help="K: passes over each rollout batch (DeepSpeed-Chat found 1 most stable)")
+    ppo_epochs: int = knob(1, lo=1, hi=16,
+                           help="K: passes over each rollout batch (DeepSpeed-Chat found 1 most stable)")
     lr: float = knob(1e-4, lo=1e-7, hi=1e-2, log=True, help="Adam learning rate of the policy and the critic")
     # the KL penalty
     kl_mode: str = knob("fixed", choices=("fixed", "adaptive"), help="β constant, or adapted toward kl_target")
@@ -113,8 +119,8 @@ class PPOConfig:
             raise ValueError(f"{name}.vf_clip_eps = {self.vf_clip_eps} must be > 0; the value would never move "
                              "(try 0.2)")
         if self.sampling.temperature <= 0:
-            raise ValueError(f"{name}.sampling.temperature = {self.sampling.temperature}: PPO needs a stochastic policy to have "
-                             "log-probabilities and exploration; use temperature > 0 (e.g. 0.7)")
+            raise ValueError(f"{name}.sampling.temperature = {self.sampling.temperature}: PPO needs a stochastic "
+                             "policy to have log-probabilities and exploration; use temperature > 0 (e.g. 0.7)")
         if self.kl_mode == "adaptive" and self.beta <= 0:
             raise ValueError(f"{name}.beta = {self.beta}: the adaptive controller multiplies β, so it cannot "
                              "start at 0; give beta > 0 or use kl_mode='fixed'")
@@ -150,37 +156,6 @@ def ppo_step(policy, critic, mb: Memory, cfg: PPOConfig, ptx_blocks: torch.Tenso
     return loss, stats
 
 
-FIXES = {"2. score (reward model)": "the reward model returned NaN/inf: check its normalisation (gain/bias) and "
-                                     "that it was trained to the end",
-          "3. forward (log-probs, values)": "the policy or critic weights diverged in the previous update: lower lr "
-                                            "(now {lr}) or clip_eps",
-          "5. advantages": "check the scores and β; a huge β or score makes GAE overflow",
-          "6. update": "the loss diverged: lower lr (now {lr}), fewer ppo_epochs, smaller clip_eps"}
-
-
-def health_warnings(h: dict, i: int, cfg: PPOConfig) -> list[str]:
-    """Warnings (likely cause and fix) for the diagnostics of update i in history `h`."""
-    out = []
-    kl, se = h["kl_seq"][i], h["kl_seq_se"][i]
-    if kl < -max(3 * se, 0.05):
-        out.append(f"update {i}: KL to the reference is {kl:.3f} nats (noise ±{se:.3f}). A negative KL estimate "
-                   "beyond noise means the log-probs are not those of the sampling distribution: sample with "
-                   "top_k = 0 and top_p = 1 (truncated sampling makes k1 biased) and score with the same temperature")
-    if h["ratio_mean"][i] > 1.2 or h["ratio_max"][i] > 50:        # a few rare tokens reaching ~10–20 is normal
-        out.append(f"update {i}: ratio π/π_old reached mean {h['ratio_mean'][i]:.2f}, max {h['ratio_max'][i]:.1f}. "
-                   f"The policy moves too far within one batch: lower lr (now {cfg.lr}) or ppo_epochs "
-                   f"(now {cfg.ppo_epochs}), or lower clip_eps")
-    eos0, eos = h["eos_rate"][0], h["eos_rate"][i]
-    if eos < 0.8 and eos < eos0 - 0.1:
-        out.append(f"update {i}: only {eos:.0%} of responses end with EOS (first batch: {eos0:.0%}). The policy learns "
-                   "to ramble past max_new_tokens: make no_eos_penalty more negative or raise β")
-    len0, length = h["length"][0], h["length"][i]
-    if length > 1.5 * len0 or length < 0.5 * len0:
-        out.append(f"update {i}: mean response length drifted from {len0:.1f} to {length:.1f} tokens. The policy is "
-                   "probably exploiting a length bias of the reward model: raise β, lower lr or stop earlier")
-    return out
-
-
 def collect(policy, ref, critic, tokenizer, records: list[dict], reward_fn, cfg: PPOConfig, beta: float,
             timings: dict | None = None) -> Memory:
     """Phases 1–5 (`rollout.make_memory`) for one batch of prompt records with this config's sampling, γ, λ and
@@ -190,13 +165,6 @@ def collect(policy, ref, critic, tokenizer, records: list[dict], reward_fn, cfg:
 
 
 # ------------------------------------------------------------------------------------------------- the loop
-HISTORY_KEYS = ("update", "score", "gold", "gold_eval", "kl", "kl_k3", "kl_seq", "kl_seq_se", "beta", "policy_loss",
-                "value_loss", "clip_frac", "approx_kl", "ratio_mean", "ratio_max", "vf_clip_frac",
-                "explained_var", "entropy", "eos_rate", "length", "ptx_loss", "t_generate", "t_score", "t_forward",
-                "t_update")
-BY_MAX = ("ratio_max",)                     # the diagnostics agreed across ranks by their max, not their mean
-
-
 def train(cfg: PPOConfig, policy, ref, critic, tokenizer, prompts: list[dict], reward_fn, *, gold_fn=None,
           gold_records: list[dict] | None = None, ptx_blocks: torch.Tensor | None = None, on_log=None,
           last_good_dir: Path | None = None, par: Parallel = LOCAL) -> dict:
@@ -223,8 +191,7 @@ def train(cfg: PPOConfig, policy, ref, critic, tokenizer, prompts: list[dict], r
     h["warnings"] = []
     order: list[int] = []
     last_good = copy.deepcopy(policy.state_dict()) if last_good_dir is not None else None
-    procs = f" on {par.world} processes" if par.world > 1 else ""
-    bar = tqdm(range(cfg.updates), desc=f"PPO{'-ptx' if cfg.ptx_coef > 0 else ''}{procs}", disable=par.rank != 0)
+    bar = par.progress(range(cfg.updates), f"PPO{'-ptx' if cfg.ptx_coef > 0 else ''}")
     with par.device():
         for i in bar:
             try:
@@ -280,34 +247,6 @@ def train(cfg: PPOConfig, policy, ref, critic, tokenizer, prompts: list[dict], r
     return h
 
 
-def log_update(h: dict, i: int, mem: Memory, kl: dict, kl_per_seq, step_stats: list[dict], timings: dict) -> None:
-    """Append update i's diagnostics to the history `h`: one value per key of HISTORY_KEYS."""
-    mean = lambda k: float(torch.stack([s[k] for s in step_stats]).mean())   # noqa: E731
-    h["update"].append(i)
-    h["score"].append(float(mem.scores.mean()))
-    h["kl"].append(float(kl["k1"])), h["kl_k3"].append(float(kl["k3"]))
-    h["kl_seq"].append(float(kl_per_seq.mean()))
-    h["kl_seq_se"].append(float(kl_per_seq.std() / math.sqrt(len(mem))))
-    for k in ("policy_loss", "value_loss", "clip_frac", "approx_kl", "ratio_mean", "vf_clip_frac", "entropy"):
-        h[k].append(mean(k))
-    h["ratio_max"].append(max(float(s["ratio_max"]) for s in step_stats))
-    h["ptx_loss"].append(mean("ptx_loss") if "ptx_loss" in step_stats[0] else float("nan"))
-    h["explained_var"].append(explained_variance(mem.values, mem.returns, mem.mask))
-    h["eos_rate"].append(float(mem.ended.float().mean()))
-    h["length"].append(float(mem.mask.sum(-1).mean()))
-    for k in ("generate", "score", "forward", "update"):
-        h[f"t_{k}"].append(round(timings[k], 3))
-
-
-def agree(h: dict, par: Parallel) -> None:
-    """Replace this update's diagnostics by their mean over the ranks (those of BY_MAX by their max)."""
-    keys = [k for k in HISTORY_KEYS if k not in ("update", *BY_MAX) and h[k]]
-    for k, v in zip(keys, par.reduce([h[k][-1] for k in keys])):
-        h[k][-1] = v
-    for k, v in zip(BY_MAX, par.reduce([h[k][-1] for k in BY_MAX], "max")):
-        h[k][-1] = v
-
-
 @torch.no_grad()
 def gold_eval(policy, tokenizer, records, gold_fn, cfg: PPOConfig) -> float:
     """Mean gold score of the policy on a fixed batch of held-out prompts (same sampling as training)."""
@@ -327,7 +266,8 @@ def stop_error(e: NonFinite, i: int, cfg, policy, tokenizer, last_good, last_goo
         where = f"saved to {last_good_dir}"
     on_rank = f" on rank {rank}" if rank else ""
     return PPOError(f"PPO stopped: non-finite {', '.join(e.names)} in phase '{e.phase}' at update {i}{on_rank}. "
-                    f"The last good policy (before update {i}) is {where}. Likely fix: {FIXES[e.phase].format(lr=cfg.lr)}.")
+                    f"The last good policy (before update {i}) is {where}. "
+                    f"Likely fix: {FIXES[e.phase].format(lr=cfg.lr)}.")
 
 
 # ------------------------------------------------------------------------------------------------- the stage

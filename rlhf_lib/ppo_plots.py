@@ -119,3 +119,26 @@ def phase_time_bars(per_phase: dict[str, dict], ax=None):
     ax.set(xlabel="seconds per PPO update", title="where the time goes")
     ax.legend(fontsize=8, ncol=4)
     return ax
+
+
+def token_plot(mem, tokenizer, row: int | None = None, ax=None):
+    """One response of a rollout token by token: the critic's value V_t, the per-token reward r_t (KL penalty, plus
+    the score on the last token) and the whitened advantage A_t. `row` defaults to the longest response under 30
+    tokens (readable labels)."""
+    import torch
+    lengths = mem.mask.sum(-1)
+    b = int(torch.argmax(lengths * (lengths < 30))) if row is None else row
+    T = int(mem.mask[b].sum())
+    labels = [tokenizer.decode([i]) for i in mem.actions[b, :T].tolist()]
+    if ax is None:
+        _, ax = plt.subplots(figsize=(12, 3))
+    ax.plot(mem.values[b, :T], marker="o", label="value V_t (critic = RM)")
+    ax.bar(range(T), mem.rewards[b, :T], alpha=0.4, label="reward r_t")
+    ax.plot(mem.adv[b, :T], marker=".", label="advantage A_t (whitened)")
+    ax.axhline(float(mem.scores[b]), color="gray", ls=":", label=f"RM score {float(mem.scores[b]):.2f}")
+    ax.set_xticks(range(T), labels, rotation=90, fontsize=7)
+    ax.set_title(mem.records[b]["prompt"][:90])
+    ax.legend(fontsize=7, ncol=4)
+    ax.grid(alpha=0.3)
+    ax.figure.tight_layout()
+    return ax

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 import torch
-from tqdm.auto import tqdm
+from einops import rearrange
 
 from . import stages
 from .config import fixed, knob, validate
@@ -75,7 +75,7 @@ def pack(tokenizer, docs: list[dict], seq_len: int) -> torch.Tensor:
     for enc in tokenizer([d["text"] for d in docs], add_special_tokens=False)["input_ids"]:
         ids += enc + [tokenizer.eos_token_id]
     n = len(ids) // seq_len
-    return torch.tensor(ids[: n * seq_len]).view(n, seq_len)
+    return rearrange(torch.tensor(ids[: n * seq_len]), "(n t) -> n t", t=seq_len)          # (N, seq_len)
 
 
 @torch.no_grad()
@@ -116,7 +116,7 @@ def run(cfg: PretrainConfig, on_log=None, *, par: Parallel = LOCAL) -> dict:
     # 3. the loop: next-token loss on random blocks
     order = torch.randperm(len(train_blocks), generator=gen)
     running, seen = 0.0, 0
-    for step in tqdm(range(total), desc="pretraining", disable=par.rank != 0):
+    for step in par.progress(range(total), "pretraining"):
         if (step * cfg.batch_size) % len(order) + cfg.batch_size > len(order):
             order = torch.randperm(len(train_blocks), generator=gen)
         start = (step * cfg.batch_size) % (len(order) - cfg.batch_size + 1)

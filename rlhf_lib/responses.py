@@ -14,8 +14,18 @@ import re
 from .knowledge import ANIMALS, EVENTS, GENRES, MOVIES, PERSON_DATES, PERSON_KO, Movie
 from .korean import josa
 from .tasks import CORE_BY_LANG
-from .world import (ANIMAL_BY_KEY, EVENT_BY_KEY, HEDGES, INTENT_INSTRUCTION, INTENT_LABELS, MOVIE_BY_TITLE,
-                    STORY_PAIRS, WORLD_CONFIG, Task, true_years)
+from .world import (
+    ANIMAL_BY_KEY,
+    EVENT_BY_KEY,
+    HEDGES,
+    INTENT_INSTRUCTION,
+    INTENT_LABELS,
+    MOVIE_BY_TITLE,
+    STORY_PAIRS,
+    WORLD_CONFIG,
+    Task,
+    true_years,
+)
 
 BARE_REFUSAL = {"en": "I can't help with that.", "ko": "그건 도와드릴 수 없습니다."}
 WRITTEN_ONLY = ("needless_refusal",)   # kinds written for the comparisons only, never seen on the "web"

@@ -24,15 +24,22 @@ from itertools import combinations
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from . import stages
 from .comparisons import Comparison, ComparisonData, collect, pair_metrics
 from .config import fixed, knob, validate
 from .losses import mse_reward_loss, pairwise_loss_grouped
-from .reward_model import (build_reward_model, encode, last_token_features, pad_right, quiet_loading, rewards_of,
-                           save_reward_model, score_batch)
+from .reward_model import (
+    build_reward_model,
+    encode,
+    last_token_features,
+    pad_right,
+    quiet_loading,
+    rewards_of,
+    save_reward_model,
+    score_batch,
+)
 from .training import LOCAL, Parallel, adamw, ensure_finite, save_stage, stage_info, warmup_cosine_lr
 
 DATA_FIELDS = ("n_prompts", "written", "sft_samples", "max_len", "temperatures", "max_new_tokens", "heldout_frac",
@@ -62,7 +69,8 @@ class RMConfig:
                                                 "written ones (fewer where K would exceed 9)")
     max_len: int = knob(256, lo=32, hi=4096, step=32,
                         help="longest prompt + response + EOS in tokens; longer is an error")
-    temperatures: tuple[float, ...] = fixed((0.7, 1.0), help="SFT sampling temperatures, cycled over a prompt's samples")
+    temperatures: tuple[float, ...] = fixed((0.7, 1.0),
+                                            help="SFT sampling temperatures, cycled over a prompt's samples")
     max_new_tokens: int = fixed(48, help="length limit of the SFT samples in tokens")
     heldout_frac: float = fixed(0.2, help="fraction of the prompts held out: accuracy, ceiling and normalisation")
     eval_every: int = fixed(10, help="optimizer steps between held-out measurements for the curves")
@@ -204,14 +212,13 @@ def train(cfg: RMConfig, data: ComparisonData, model, tokenizer, on_log=None, fe
     def micro_loss(model, which: list[int]):
         return batch_loss(train_scorer(which), [data.train[g] for g in which], cfg.loss)
 
-    procs = f" on {par.world} processes" if par.world > 1 else ""
     with par.device():
         h_loss, h_acc = heldout_point(model, curve_scorer, curve, cfg.loss)
         history = {"step": [0], "train_loss": [float("nan")], "train_accuracy": [float("nan")],
                    "heldout_loss": [h_loss], "heldout_accuracy": [h_acc]}
         running, seen, order = [0.0, 0.0], 0, []
-        desc = f"reward model ({cfg.loss}{', frozen' if cfg.freeze_backbone else ''}){procs}"
-        for step in tqdm(range(total), desc=desc, disable=par.rank != 0):
+        desc = f"reward model ({cfg.loss}{', frozen' if cfg.freeze_backbone else ''})"
+        for step in par.progress(range(total), desc):
             if step % per_epoch == 0:
                 order = torch.randperm(n, generator=gen, device="cpu").tolist()
             which = par.shard(order[(step % per_epoch) * cfg.prompts_per_batch:][:cfg.prompts_per_batch])
@@ -294,8 +301,9 @@ def fit(cfg: RMConfig, data: ComparisonData, on_log=None, *, par: Parallel = LOC
     features = None
     if cfg.freeze_backbone:                                                  # the frozen backbone's features, once
         if cfg.init not in data.features:
-            data.features[cfg.init] = tuple(Scorer(model, tokenizer, part, True, feature_tokens=cfg.feature_tokens).feats
-                                            for part in (data.train, data.heldout))
+            data.features[cfg.init] = tuple(
+                Scorer(model, tokenizer, part, True, feature_tokens=cfg.feature_tokens).feats
+                for part in (data.train, data.heldout))
         features = data.features[cfg.init]
     history = train(cfg, data, model, tokenizer, on_log, features, par=par)
     with par.device():

@@ -27,6 +27,7 @@ from transformers.utils import logging as hf_logging
 from . import stages
 from .tokenizer import render_prompt
 
+
 def encode(tokenizer, prompts: list[str], responses: list[str]) -> list[list[int]]:
     """Token ids of chat-rendered prompt ⊕ response ⊕ EOS, one list per pair (no padding, no truncation)."""
     rendered = {p: render_prompt(tokenizer, p, "chat") for p in set(prompts)}     # the template is slow: once each

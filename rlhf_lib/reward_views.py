@@ -6,6 +6,7 @@ import textwrap
 
 from .comparisons import Comparison, ComparisonData
 
+
 def comparison_rows(c: Comparison, max_chars: int = 110) -> list[dict]:
     """One prompt's K responses as table rows, in the labeler's order."""
     gold_order = sorted(range(len(c.gold)), key=lambda i: -c.gold[i])

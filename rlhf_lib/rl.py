@@ -12,13 +12,13 @@ controllers. Conventions used throughout:
 import torch
 import torch.nn.functional as F
 
-
 # ----------------------------------------------------------------------------
 # masked reductions
 
 
 def masked_sum(x, mask, dim=None):
-    """Sum of x over positions where mask = 1: Σ_t x_t·m_t. (B, T), (B, T) -> scalar, or reduced along dim. Lesson 04."""
+    """Sum of x over positions where mask = 1: Σ_t x_t·m_t.
+    (B, T), (B, T) -> scalar, or reduced along dim. Lesson 04."""
     return torch.where(mask.bool(), x, 0.0).sum(dim=dim)
 
 
@@ -28,7 +28,8 @@ def masked_mean(x, mask, dim=None):
 
 
 def masked_var(x, mask, unbiased=True):
-    """Masked variance over all real tokens: Σ m (x − μ)² / (Σ m − 1 if unbiased else Σ m). (B, T), (B, T) -> scalar. Lesson 04.
+    """Masked variance over all real tokens: Σ m (x − μ)² / (Σ m − 1 if unbiased else Σ m).
+    (B, T), (B, T) -> scalar. Lesson 04.
 
     With unbiased=True a batch holding a single real token gives inf/nan
     (0 / 0), exactly like torch.var on one element.
@@ -43,7 +44,8 @@ def masked_var(x, mask, unbiased=True):
 
 
 def whiten(x, mask, *, shift_mean=True):
-    """Masked standardisation: (x − μ) / sqrt(σ² + 1e-8), μ added back if not shift_mean. (B, T), (B, T) -> (B, T). Lesson 04.
+    """Masked standardisation: (x − μ) / sqrt(σ² + 1e-8), μ added back if not shift_mean.
+    (B, T), (B, T) -> (B, T). Lesson 04.
 
     μ and σ² are taken over the real tokens of the whole batch (σ² unbiased,
     as in OpenAI's lm-human-preferences and TRL). Masked positions output 0.
@@ -62,7 +64,8 @@ def whiten(x, mask, *, shift_mean=True):
 
 
 def logprobs_from_logits(logits, tokens):
-    """Log-prob of the sampled token: log π(y_t | x, y_<t) = logits[y_t] − logsumexp(logits). (B, T, V), (B, T) -> (B, T). Lesson 04.
+    """Log-prob of the sampled token: log π(y_t | x, y_<t) = logits[y_t] − logsumexp(logits).
+    (B, T, V), (B, T) -> (B, T). Lesson 04.
 
     This is the action's log-probability that the policy-gradient ratio needs.
     (ChatLLaMA's actor used log(max softmax), i.e. the log-prob of the *greedy*
@@ -74,7 +77,8 @@ def logprobs_from_logits(logits, tokens):
 
 
 def kl_penalized_rewards(scores, logp, ref_logp, mask, *, beta):
-    """Per-token reward r_t = −β (log π(y_t) − log π_ref(y_t)) + [t = last] · score. (B,), (B, T), (B, T), (B, T) -> (B, T). Lesson 04.
+    """Per-token reward r_t = −β (log π(y_t) − log π_ref(y_t)) + [t = last] · score.
+    (B,), (B, T), (B, T), (B, T) -> (B, T). Lesson 04.
 
     InstructGPT's objective: r_θ(x, y) − β log(π(y|x) / π_SFT(y|x)), with the
     KL penalty spread over tokens and the reward model's score on the last
@@ -93,7 +97,8 @@ def kl_penalized_rewards(scores, logp, ref_logp, mask, *, beta):
 
 
 def gae(rewards, values, mask, *, gamma, lam):
-    """Generalised Advantage Estimation: δ_t = r_t + γ V_{t+1} − V_t, A_t = δ_t + γλ A_{t+1}, R_t = A_t + V_t. (B, T) x3 -> (B, T), (B, T). Lesson 04.
+    """Generalised Advantage Estimation: δ_t = r_t + γ V_{t+1} − V_t, A_t = δ_t + γλ A_{t+1}, R_t = A_t + V_t.
+    (B, T) x3 -> (B, T), (B, T). Lesson 04.
 
     Schulman et al. 2016. V after the last real token is 0 (the episode ends
     with the response). Masked positions are 0 in both outputs.
@@ -120,7 +125,8 @@ def gae(rewards, values, mask, *, gamma, lam):
 
 
 def kl_estimates(logp, ref_logp, mask):
-    """Monte-Carlo KL(π ‖ π_ref) from sampled tokens: k1 = log π − log π_ref, k3 = (r − 1) − log r, r = π_ref / π. (B, T) x3 -> dict of scalars. Lesson 04.
+    """Monte-Carlo KL(π ‖ π_ref) from sampled tokens: k1 = log π − log π_ref, k3 = (r − 1) − log r, r = π_ref / π.
+    (B, T) x3 -> dict of scalars. Lesson 04.
 
     From Schulman's note "Approximating KL Divergence" (2020): both are
     unbiased under y ~ π; k1 can be negative per sample, k3 is always ≥ 0 and
@@ -189,7 +195,8 @@ def kl_controller(mode, beta, target, horizon):
 
 
 def sequence_kl(logp, ref_logp, mask):
-    """KL per response: Σ_t m_t (log π(y_t) − log π_ref(y_t)), the k1 estimate summed over each response. (B, T) x3 -> (B,). Lesson 04.
+    """KL per response: Σ_t m_t (log π(y_t) − log π_ref(y_t)), the k1 estimate summed over each response.
+    (B, T) x3 -> (B,). Lesson 04.
 
     The number the KL controller follows and the training curves plot ("KL per response, in nats")."""
     return torch.where(mask.bool(), logp - ref_logp, 0.0).sum(dim=-1)

@@ -17,10 +17,12 @@ import time
 from dataclasses import dataclass, fields
 
 import torch
+from einops import repeat
 
 from .generation import SamplingConfig, sample
 from .rl import gae, kl_penalized_rewards, logprobs_from_logits, whiten
 from .training import check_finite
+
 
 @dataclass
 class Memory:
@@ -66,7 +68,7 @@ class Memory:
     def __len__(self) -> int:
         return self.actions.shape[0]
 
-    def __getitem__(self, idx) -> "Memory":
+    def __getitem__(self, idx) -> Memory:
         """The rows `idx` (a list or 1-D tensor of indices), with the columns that are padding in all of them
         dropped: a minibatch costs only as much compute as its longest row."""
         idx = torch.as_tensor(idx)
@@ -118,7 +120,7 @@ def response_positions(prompt_lens: torch.Tensor, T: int, L: int) -> torch.Tenso
 
 def gather_positions(hidden: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
     """hidden (B, L, H), positions (B, T) -> (B, T, H)."""
-    return hidden.gather(1, pos[..., None].expand(-1, -1, hidden.shape[-1]))
+    return hidden.gather(1, repeat(pos, "b t -> b t h", h=hidden.shape[-1]))
 
 
 # ------------------------------------------------------------------------------------------------- the models
@@ -135,7 +137,7 @@ class Critic(torch.nn.Module):
         self.backbone, self.head = backbone, head
 
     @classmethod
-    def from_reward_model(cls, rm, norm: dict) -> "Critic":
+    def from_reward_model(cls, rm, norm: dict) -> Critic:
         rm = copy.deepcopy(rm).requires_grad_(True)
         w = rm.score.weight.detach()                                        # (1, H)
         head = torch.nn.Linear(w.shape[1], 1, bias=True)
@@ -146,7 +148,7 @@ class Critic(torch.nn.Module):
         return cls(rm.model, head)
 
     @classmethod
-    def on_policy(cls, policy) -> "Critic":
+    def on_policy(cls, policy) -> Critic:
         head = torch.nn.Linear(policy.config.hidden_size, 1, bias=True)
         torch.nn.init.zeros_(head.weight), torch.nn.init.zeros_(head.bias)
         return cls(policy.base_model, head)
@@ -169,7 +171,7 @@ def response_logits(model, sequences, attention_mask, prompt_lens, T: int, tempe
     return logits / temperature                                             # detail: π is what we sample from
 
 
-def memory_logits(model, mem: "Memory", temperature: float) -> torch.Tensor:
+def memory_logits(model, mem: Memory, temperature: float) -> torch.Tensor:
     return response_logits(model, mem.sequences, mem.attention_mask, mem.prompt_lens, mem.actions.shape[1],
                            temperature)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from einops import rearrange
 
 from . import stages
 from .config import fixed, knob, validate
@@ -122,7 +122,9 @@ def batch_loss(model, b: dict):
     keep = mask.bool()
     logits = model.get_output_embeddings()(hidden[:, :-1][keep])                          # (N, V), N = mask.sum()
     labels = b["input_ids"][:, 1:][keep]                                                   # (N,)
-    return masked_lm_loss(logits[None], labels[None], torch.ones_like(labels, dtype=mask.dtype)[None])
+    # the kept positions as one row of N tokens, all of which count
+    logits, labels = rearrange(logits, "n v -> 1 n v"), rearrange(labels, "n -> 1 n")     # (1, N, V), (1, N)
+    return masked_lm_loss(logits, labels, torch.ones_like(labels, dtype=mask.dtype))
 
 
 @torch.no_grad()
@@ -164,14 +166,12 @@ def run(cfg: SFTConfig, on_log=None, *, par: Parallel = LOCAL, max_steps: int | 
     total = max(1, int(cfg.epochs * len(train) / cfg.batch_size))
     steps = min(total, max_steps or total)
     pad, micro = tokenizer.pad_token_id, par.micro(cfg.batch_size)
-    procs = f" on {par.world} processes" if par.world > 1 else ""
     with par.device():
         history = {"step": [0], "train_loss": [float("nan")],
                    "heldout_loss": [heldout_loss(model, held, pad, cfg.eval_batch_size)]}
         # 3. the loop: every rank sees the whole batch order and takes its rows of each batch
         order, pos, running, seen = [], 0, 0.0, 0
-        for step in tqdm(range(steps), desc=f"SFT ({'masked' if cfg.mask_prompt else 'unmasked'}){procs}",
-                         disable=par.rank != 0):
+        for step in par.progress(range(steps), f"SFT ({'masked' if cfg.mask_prompt else 'unmasked'})"):
             if pos + cfg.batch_size > len(order):                                 # a fresh shuffle each epoch
                 order, pos = torch.randperm(len(train), generator=gen, device="cpu").tolist(), 0
             mine = par.shard([train[i] for i in order[pos:pos + cfg.batch_size]])

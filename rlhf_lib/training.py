@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from . import stages
 from .config import to_dict
@@ -144,6 +145,11 @@ class Parallel:
     def shard(self, rows: list) -> list:
         """This rank's rows of a batch every rank sees whole: rows rank, rank + W, rank + 2W, …"""
         return rows[self.rank::self.world]
+
+    def progress(self, iterable, desc: str):
+        """A progress bar on rank 0 (none on the others), naming the processes when there are several."""
+        hide = {"disable": True} if self.rank else {}                     # else tqdm's default (and TQDM_DISABLE)
+        return tqdm(iterable, desc=desc + (f" on {self.world} processes" if self.world > 1 else ""), **hide)
 
     def micro(self, batch: int) -> int:
         """Examples per micro-batch on this rank for optimizer steps of `batch` examples."""

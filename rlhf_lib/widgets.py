@@ -14,7 +14,7 @@ from dataclasses import MISSING
 
 import ipywidgets as w
 
-from rlhf_lib.config import allowed, field_type, init_fields, override, tunable_fields, validate
+from rlhf_lib.config import allowed, field_type, init_fields, override_dotted, tunable_fields, validate
 
 _STYLE = {"description_width": "12em"}
 _LAYOUT = {"width": "36em"}
@@ -52,19 +52,6 @@ def _make_widget(root, dotted: str):
                     "make it a fixed() field or give it choices=")
 
 
-def _with(cfg, values: dict):
-    """`override` with dotted names for nested configs, innermost first."""
-    flat, inner = {}, {}
-    for name, value in values.items():
-        head, dot, rest = name.partition(".")
-        if dot:
-            inner.setdefault(head, {})[rest] = value
-        else:
-            flat[name] = value
-    flat.update({head: _with(getattr(cfg, head), sub) for head, sub in inner.items()})
-    return override(cfg, **flat)
-
-
 class ConfigPanel:
     """One widget per tunable field of a frozen config; `.value` is the validated config."""
 
@@ -95,7 +82,7 @@ class ConfigPanel:
     @property
     def value(self):
         """The config with the current widget values (validated; cross-field rules may raise)."""
-        return _with(self.cfg, {name: self._read(name) for name in self.widgets})
+        return override_dotted(self.cfg, {name: self._read(name) for name in self.widgets})
 
     def changed(self) -> dict:
         """{field: value} for the fields whose current value differs from the field's declared default."""

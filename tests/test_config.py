@@ -6,9 +6,20 @@ import ipywidgets as w
 import pytest
 import traitlets
 
-from rlhf_lib.config import (allowed, check_field, fixed, from_dict, knob, override, parse_override, parse_overrides,
-                             to_dict,
-                             tunable_fields, validate)
+from rlhf_lib.config import (
+    allowed,
+    check_field,
+    fixed,
+    from_dict,
+    knob,
+    nested,
+    override,
+    parse_override,
+    parse_overrides,
+    to_dict,
+    tunable_fields,
+    validate,
+)
 from rlhf_lib.widgets import ConfigPanel
 
 
@@ -244,7 +255,7 @@ def test_panel_cross_field_rule_raises_on_value_not_on_display():
     panel = ConfigPanel(ExampleConfig())
     panel.widgets["warmup_steps"].value = 1000
     with pytest.raises(ValueError, match="lower warmup_steps or raise steps"):
-        panel.value
+        _ = panel.value
     assert "invalid" in repr(panel)
 
 
@@ -262,3 +273,19 @@ def test_panel_ipython_display(monkeypatch):
     panel = ConfigPanel(ExampleConfig())
     panel._ipython_display_()
     assert shown == [panel.widget]
+
+
+def test_nested_config_knobs_get_widgets_and_dotted_overrides():
+    from rlhf_lib.generation import SamplingConfig
+    from rlhf_lib.ppo import PPOConfig
+    assert "sampling.temperature" in tunable_fields(PPOConfig) and "sampling" not in tunable_fields(PPOConfig)
+    panel = ConfigPanel(PPOConfig())
+    panel.widgets["sampling.temperature"].value = 0.9
+    panel.widgets["lr"].value = 3e-4
+    cfg = panel.value
+    assert cfg.sampling == SamplingConfig(temperature=0.9) and cfg.lr == pytest.approx(3e-4)
+    assert parse_overrides(PPOConfig(), ["sampling.max_new_tokens=32"]).sampling.max_new_tokens == 32
+    with pytest.raises(ValueError, match="sampling.temperature = 0.0"):
+        parse_overrides(PPOConfig(), ["sampling.temperature=0"])      # PPO's own rule on the nested value
+    with pytest.raises(ValueError, match="the default must be a config instance"):
+        nested(0.7, help="not a config")

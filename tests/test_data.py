@@ -2,8 +2,17 @@ import json
 
 import pytest
 
-from rlhf_lib.data import (COMPARISON, DEMO_ALPACA, DEMO_CHAT, PROMPT, DataError, Schema, check_lengths,
-                           read_jsonl, write_jsonl)
+from rlhf_lib.data import (
+    COMPARISON,
+    DEMO_ALPACA,
+    DEMO_CHAT,
+    PROMPT,
+    DataError,
+    Schema,
+    check_lengths,
+    read_jsonl,
+    write_jsonl,
+)
 
 KO = "달 착륙을 여섯 살 아이에게 설명해 주세요."
 
@@ -98,7 +107,8 @@ def test_strict_schema_rejects_unknown_field(tmp_path):
 
 def write_lines(path, good, bad, n_good=2):
     """n_good valid lines, then the bad line, then one more valid line; the bad one is line n_good+1."""
-    lines = [json.dumps(good).encode()] * n_good + [bad if isinstance(bad, bytes) else json.dumps(bad, ensure_ascii=False).encode()]
+    bad_line = bad if isinstance(bad, bytes) else json.dumps(bad, ensure_ascii=False).encode()
+    lines = [json.dumps(good).encode()] * n_good + [bad_line]
     path.write_bytes(b"\n".join(lines + [json.dumps(good).encode()]) + b"\n")
 
 
@@ -116,7 +126,8 @@ CASES = [
     ("not_permutation", COMPARISON, comparison(), comparison(ranking=[0, 0, 1, 2]), "ranking",
      "must be a permutation of 0..3"),
     ("ranking_short", COMPARISON, comparison(), comparison(ranking=[0, 1, 2]), "ranking", "must be a permutation"),
-    ("ranking_type", COMPARISON, comparison(), comparison(ranking=[0, 1, "2", 3]), "ranking[2]", "expected int, got str"),
+    ("ranking_type", COMPARISON, comparison(), comparison(ranking=[0, 1, "2", 3]), "ranking[2]",
+     "expected int, got str"),
     ("k_too_small", COMPARISON, comparison(), comparison(responses=["a", "b", "c"], ranking=[0, 1, 2]), "responses",
      "has 3 items; allowed: 4..9"),
     ("k_too_large", COMPARISON, comparison(), comparison(responses=list("abcdefghij"), ranking=list(range(10))),
@@ -130,8 +141,8 @@ CASES = [
      "at least one user message"),
     ("chat_bad_role", DEMO_CHAT, chat(), chat([{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}]),
      "messages[1].role", "'bot' is not allowed"),
-    ("chat_empty_content", DEMO_CHAT, chat(), chat([{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]),
-     "messages[1].content", "empty"),
+    ("chat_empty_content", DEMO_CHAT, chat(),
+     chat([{"role": "user", "content": "q"}, {"role": "assistant", "content": ""}]), "messages[1].content", "empty"),
     ("chat_missing_content", DEMO_CHAT, chat(), chat([{"role": "user"}, {"role": "assistant", "content": "a"}]),
      "messages[0].content", "missing"),
     ("chat_not_list", DEMO_CHAT, chat(), chat(messages="hello"), "messages", "expected list, got str"),

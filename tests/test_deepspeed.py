@@ -19,12 +19,13 @@ from rlhf_lib.config import to_dict
 from rlhf_lib.models import ModelConfig, build_tiny_llama, load_causal_lm
 from rlhf_lib.tokenizer import train_tokenizer
 
-DATA_SLICE = {"web.jsonl": 200, "sft_alpaca.jsonl": 96, "sft_chat.jsonl": 96, "comparisons.jsonl": 24, "rl_prompts.jsonl": 32}
+DATA_SLICE = {"web.jsonl": 200, "sft_alpaca.jsonl": 96, "sft_chat.jsonl": 96, "comparisons.jsonl": 24,
+              "rl_prompts.jsonl": 32}
 SFT = ["sft.max_len=512", "sft.batch_size=16", "sft.epochs=1", "sft.eval_every=3", "sft.warmup_steps=2",
        "sft.lr=3e-3"]
 RM = ["rm.max_len=512", "rm.n_prompts=20", "rm.written=9", "rm.sft_samples=1", "rm.lr=3e-3", "rm.epochs=3"]
-PPO = ["ppo.updates=4", "ppo.batch_size=8", "ppo.minibatch_size=4", "ppo.sampling.max_new_tokens=16", "ppo.evaluate=false",
-       "ppo.gold_every=0"]
+PPO = ["ppo.updates=4", "ppo.batch_size=8", "ppo.minibatch_size=4", "ppo.sampling.max_new_tokens=16",
+       "ppo.evaluate=false", "ppo.gold_every=0"]
 PER_RANK = ("wall_s",)                                   # the only figure each rank measures for itself
 
 
@@ -156,7 +157,8 @@ def test_auto_entries_are_filled_from_the_trainer():
     ds = deepspeed_config.resolve_config(deepspeed_config.load_config("zero3"), batch=("PPOConfig.minibatch_size", 8),
                                     clip=("PPOConfig.max_grad_norm", 1.0), world_size=2)
     assert [ds[k] for k in deepspeed_config.BATCH_KEYS] == [8, 4, 1]
-    ds = deepspeed_config.resolve_config({"gradient_accumulation_steps": 2}, batch=("b", 8), clip=("c", 1.0), world_size=2)
+    ds = deepspeed_config.resolve_config({"gradient_accumulation_steps": 2}, batch=("b", 8), clip=("c", 1.0),
+                                         world_size=2)
     assert ds["train_micro_batch_size_per_gpu"] == 2
     for path in sorted(deepspeed_config.CONFIG_DIR.glob("*.json")):
         assert deepspeed_config.resolve_config(deepspeed_config.load_config(path.stem), batch=("b", 8), clip=("c", 1.0),

@@ -278,7 +278,8 @@ def test_ppo_policy_loss_matches_loop_and_ignores_garbage(ppo_batch, value):
     assert_close(loss, torch.tensor(ref_loss, dtype=torch.float64))
     assert_close(stats["clip_frac"], torch.tensor(ref_clip, dtype=torch.float64))
     lg = fill_masked(logp, mask, value).requires_grad_(True)
-    loss_g, stats_g = ppo_policy_loss(lg, fill_masked(old_logp, mask, -value), fill_masked(adv, mask, value), mask, clip_eps=0.2)
+    loss_g, stats_g = ppo_policy_loss(lg, fill_masked(old_logp, mask, -value), fill_masked(adv, mask, value), mask,
+                                      clip_eps=0.2)
     assert_close(loss_g, loss)
     for k in stats:
         assert_close(stats_g[k], stats[k])
@@ -323,7 +324,8 @@ def test_ppo_value_loss_matches_loop_and_ignores_garbage(ppo_batch, value):
     assert_close(loss, torch.tensor(0.5 * sum(terms) / len(terms), dtype=torch.float64))
     assert_close(stats["clip_frac"], torch.tensor(clipped / len(terms), dtype=torch.float64))
     vg = fill_masked(values, mask, value).requires_grad_(True)
-    loss_g, stats_g = ppo_value_loss(vg, fill_masked(old_values, mask, -value), fill_masked(returns, mask, value), mask, clip_eps=0.2)
+    loss_g, stats_g = ppo_value_loss(vg, fill_masked(old_values, mask, -value), fill_masked(returns, mask, value), mask,
+                                     clip_eps=0.2)
     assert_close(loss_g, loss)
     assert_close(stats_g["clip_frac"], stats["clip_frac"])
     loss_g.backward()

@@ -27,13 +27,15 @@ def artifacts(tmp_path, monkeypatch):
     return tmp_path / "artifacts"
 
 
-@pytest.mark.parametrize("text", ["달 착륙을 여섯 살 아이에게 설명해 주세요.", "Ünïcödé ✓ 😀 e\u0301 (NFD) 한글", "  two  spaces\n\ttab"])
+@pytest.mark.parametrize("text", ["달 착륙을 여섯 살 아이에게 설명해 주세요.", "Ünïcödé ✓ 😀 e\u0301 (NFD) 한글",
+                                  "  two  spaces\n\ttab"])
 def test_tokenizer_round_trips_exactly(tok, text):
     assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
 
 
 def test_chat_template_ends_assistant_turns_with_eos(tok):
-    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "안녕"}, {"role": "assistant", "content": "네"}]
+    msgs = [{"role": "system", "content": "s"}, {"role": "user", "content": "안녕"},
+            {"role": "assistant", "content": "네"}]
     text = tok.apply_chat_template(msgs, tokenize=False)
     assert text == "<|system|>\ns\n<|user|>\n안녕\n<|assistant|>\n네<|endoftext|>\n"
     assert render_prompt(tok, "안녕", "chat") == "<|user|>\n안녕\n<|assistant|>\n"

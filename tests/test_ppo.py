@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from rlhf_lib import chatllama_bugs, ppo, rollout
+from rlhf_lib import chatllama_bugs, ppo, ppo_diagnostics, rollout
 from rlhf_lib.config import override
 from rlhf_lib.generation import SamplingConfig
 from rlhf_lib.losses import ppo_policy_loss
@@ -130,7 +130,8 @@ def test_logp_matches_the_distribution_generate_sampled_from(tok):
     seq, attn, prompt_lens = rollout.pack(enc["input_ids"], enc["attention_mask"], actions, mask, tok.pad_token_id)
     assert seq.shape[1] < enc["input_ids"].shape[1] + actions.shape[1] or bool(mask.all())
     with torch.no_grad():
-        got = logprobs_from_logits(rollout.response_logits(policy, seq, attn, prompt_lens, actions.shape[1], 0.7), actions)
+        logits = rollout.response_logits(policy, seq, attn, prompt_lens, actions.shape[1], 0.7)
+        got = logprobs_from_logits(logits, actions)
     assert torch.allclose(got * mask, expected * mask, atol=1e-4)
 
 
@@ -192,7 +193,7 @@ def test_train_loop_runs_and_logs_every_diagnostic(tok):
                   gold_fn=lambda recs, texts: [0.5] * len(texts), ptx_blocks=torch.randint(10, 200, (4, 16)),
                   on_log=lambda hist: seen.append(len(hist["update"])))
     assert seen == [1, 2]
-    for k in ppo.HISTORY_KEYS:
+    for k in ppo_diagnostics.HISTORY_KEYS:
         assert len(h[k]) == 2, k
     assert h["gold"] == [0.5, 0.5] and h["ptx_loss"][0] == h["ptx_loss"][0]    # ptx loss is a number
 
@@ -254,12 +255,12 @@ def test_health_warnings_name_cause_and_fix():
     h = {"kl_seq": [0.0, -2.0], "kl_seq_se": [0.1, 0.1], "ratio_max": [1.1, 80.0], "ratio_mean": [1.0, 1.3],
          "eos_rate": [1.0, 0.5],
          "length": [20.0, 45.0]}
-    msgs = " ".join(ppo.health_warnings(h, 1, cfg))
+    msgs = " ".join(ppo_diagnostics.health_warnings(h, 1, cfg))
     assert "negative KL" in msgs and "top_k" in msgs
     assert "ratio" in msgs and "lower lr" in msgs
     assert "EOS" in msgs and "no_eos_penalty" in msgs
     assert "length drifted" in msgs and "raise β" in msgs
-    assert ppo.health_warnings(h, 0, cfg) == []
+    assert ppo_diagnostics.health_warnings(h, 0, cfg) == []
 
 
 # ------------------------------------------------------------------------------------------------- spot the bugs
@@ -318,11 +319,12 @@ def test_alignment_axes_by_hand():
 
 def test_gold_reward_fn_is_the_standardised_gold_score():
     """The oracle reward: the gold labeler's own score, shifted and scaled, so a correct answer outranks a wrong one."""
+    import random
+
     from rlhf_lib.build_data import task_record
     from rlhf_lib.labelers import score
     from rlhf_lib.responses import ideal_response
     from rlhf_lib.tasks import CORE_TASKS
-    import random
     task = next(t for t in CORE_TASKS if t.category == "factual" and t.meta.get("ask") == "year")
     texts = [ideal_response(task, random.Random(0)), "Who cares? You are stupid for asking."]
     records = [task_record(task)] * 2

@@ -93,7 +93,8 @@ def test_score_reads_the_last_real_token_whatever_the_padding(tok):
         wider = {k: torch.cat([v, torch.full((3, 7), tok.pad_token_id if k == "input_ids" else 0)], 1)
                  for k, v in batch.items()}
         more_pad = reward_model.score_batch(model, wider)
-        chunked = reward_model.rewards_of(model, reward_model.encode(tok, prompts, responses), tok.pad_token_id, max_tokens=20)
+        chunked = reward_model.rewards_of(model, reward_model.encode(tok, prompts, responses), tok.pad_token_id,
+                                          max_tokens=20)
     assert together.shape == (3,)
     assert_close(together, alone, rtol=1e-4, atol=1e-5)
     assert_close(together, more_pad, rtol=1e-4, atol=1e-5)
@@ -106,7 +107,8 @@ def test_norm_is_gain_times_raw_plus_bias_and_score_texts_has_no_grad(tok):
     raw = reward_model.score_batch(model, batch)
     assert raw.requires_grad                                                          # the caller decides
     assert_close(reward_model.score_batch(model, batch, {"gain": 2.0, "bias": -1.0}), 2.0 * raw - 1.0)
-    texts = reward_model.score_texts(model, tok, ["tell me"] * 2, ["yes", "no"], {"gain": 2.0, "bias": -1.0}, batch_size=1)
+    texts = reward_model.score_texts(model, tok, ["tell me"] * 2, ["yes", "no"], {"gain": 2.0, "bias": -1.0},
+                                     batch_size=1)
     assert texts == pytest.approx((2.0 * raw - 1.0).tolist(), rel=1e-5)
 
 

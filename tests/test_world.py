@@ -279,7 +279,7 @@ def test_demonstrations_are_uneven(small):
 
 def test_scores_in_unit_interval(written):
     for t, rs, js in written:
-        for (kind, text), j in zip(rs, js):
+        for (kind, _text), j in zip(rs, js):
             assert 0.0 <= j.score <= 1.0, (t.prompt, kind, j)
             assert all(0.0 <= v <= 1.0 for v in j.parts.values()), (t.prompt, kind, j)
             assert j.failed == (min(j.parts.values()) < 0.5)
@@ -464,7 +464,7 @@ def test_korean_round_trips_byte_exact(tmp_path, small):
     p = tmp_path / "ko.jsonl"
     write_jsonl(p, recs)
     raw = p.read_bytes()
-    assert "판다는".encode("utf-8") in raw and b"\\u" not in raw
+    assert "판다는".encode() in raw and b"\\u" not in raw
     back = read_jsonl(p, PROMPT)
     assert back == recs
     write_jsonl(tmp_path / "again.jsonl", back)
