@@ -8,6 +8,7 @@ at CPU scale. `tests/test_world.py` proves that the committed files equal this f
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import random
 from dataclasses import dataclass
@@ -15,11 +16,21 @@ from pathlib import Path
 
 from . import labelers
 from .config import fixed, knob, to_dict, validate
-from .data import write_jsonl
+from .data import Invalid, check_meta, write_jsonl
+from .knowledge import GENRES, PERSON_DATES
 from .responses import demonstration, write_responses
 from .tasks import WRAP_HELDOUT, is_seed, sample_tasks, split_users
 from .web import web_corpus
-from .world import CATEGORIES, SEED_PROMPTS, WORLD_CONFIG, Task
+from .world import (
+    ANIMAL_BY_KEY,
+    CATEGORIES,
+    EVENT_BY_KEY,
+    INTENT_LABELS,
+    MOVIE_BY_TITLE,
+    SEED_PROMPTS,
+    WORLD_CONFIG,
+    Task,
+)
 
 SYSTEM_PROMPT = {"en": "You are a helpful, truthful and harmless assistant.",
                  "ko": "당신은 도움이 되고 정직하며 해롭지 않은 어시스턴트입니다."}
@@ -56,13 +67,45 @@ def task_record(t: Task) -> dict:
             "input": t.input, "meta": t.meta}
 
 
+# What a meta key names in the world: a record naming something else could not be judged by the gold labeler.
+_NAMES = {"event": ("an event", EVENT_BY_KEY), "person": ("a person", PERSON_DATES),
+          "animal": ("an animal", ANIMAL_BY_KEY), "genre": ("a genre", GENRES), "title": ("a movie", MOVIE_BY_TITLE),
+          "avoid": ("a movie (or '')", MOVIE_BY_TITLE), "label": ("an intent label", INTENT_LABELS)}
+
+
+def _unknown(key: str, value) -> str:
+    what, known = _NAMES[key]
+    close = difflib.get_close_matches(str(value), [str(k) for k in known], n=1)
+    listed = ", ".join(map(str, known)) if len(known) <= 16 else f"{len(known)} in rlhf_lib/knowledge.py"
+    return f"{value!r} is not {what} of the world" + (f" (did you mean {close[0]!r}?)" if close else "") + \
+        f"; known: {listed}"
+
+
 def task_from_record(rec: dict) -> Task:
-    """Rebuild the `Task` behind a prompt, demonstration or comparison record (for the gold labeler)."""
+    """Rebuild the `Task` behind a prompt, demonstration or comparison record (for the gold labeler).
+
+    A record the gold labeler could not judge raises `data.Invalid` (a ValueError) naming the field: an unknown
+    category or language, a `meta` without the keys its category needs (`data.CATEGORY_META`), or one naming an
+    event, person, animal, genre, movie or intent label the world does not have."""
     instruction = rec.get("instruction")
-    if instruction is None:   # a chat record: the user message is the prompt
-        instruction = next(m["content"] for m in rec["messages"] if m["role"] == "user")
-    return Task(id=rec["id"], category=rec["category"], lang=rec["lang"], instruction=instruction,
-                input=rec.get("input", ""), meta=rec.get("meta", {}))
+    if instruction is None and isinstance(rec.get("messages"), list):   # a chat record: the user message
+        instruction = next((m.get("content") for m in rec["messages"] if isinstance(m, dict)
+                            and m.get("role") == "user"), None)
+    instruction = rec.get("prompt") if instruction is None else instruction
+    if not isinstance(instruction, str):
+        raise Invalid("missing: the task needs an 'instruction', a 'prompt' or chat 'messages' with a user turn",
+                      at="instruction")
+    if rec.get("category") not in CATEGORIES:
+        raise Invalid(f"{rec.get('category')!r} is not a category of the world; categories: {', '.join(CATEGORIES)}",
+                      at="category")
+    if rec.get("lang") not in ("en", "ko"):
+        raise Invalid(f"{rec.get('lang')!r} is not a language of the world; use 'en' or 'ko'", at="lang")
+    check_meta(rec["category"], rec.get("meta"))
+    for key, value in rec["meta"].items():
+        if key in _NAMES and value not in _NAMES[key][1] and not (key == "avoid" and value == ""):
+            raise Invalid(_unknown(key, value), at=f"meta.{key}")
+    return Task(id=rec.get("id", ""), category=rec["category"], lang=rec["lang"], instruction=instruction,
+                input=rec.get("input", ""), meta=rec["meta"])
 
 
 def build(out: Path, seed: int = 0, sizes: DataSizes = DataSizes()) -> dict:

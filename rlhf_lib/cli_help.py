@@ -1,13 +1,18 @@
-"""The command line's help: each stage's settings with their defaults, allowed values and meaning, and config
-files shown as TOML (`rlhf STAGE --help`, `rlhf all --help`, and the resolved config every command prints)."""
+"""The command line's arguments and help: the parser, each stage's settings with their defaults, allowed values and
+meaning, and config files shown as TOML (`rlhf STAGE --help`, `rlhf all --help`, and the resolved config every
+command prints)."""
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
+import functools
 import json
 import textwrap
+import tomllib
 import typing
 from collections.abc import Callable
+from pathlib import Path
 
 from .config import allowed, field_type, parse_overrides
 from .pipeline import PIPELINE, STAGES, Stage
@@ -106,3 +111,144 @@ class Parser(argparse.ArgumentParser):
         if self._lazy_epilog is not None:
             self.epilog, self._lazy_epilog = self._lazy_epilog(), None
         return super().format_help()
+
+
+ALL_ABOUT = ("The whole pipeline in order: data, pretrain (tokenizer + base), sft, rm, ppo, eval. A stage whose "
+             "artifacts exist is skipped (the line says so, and names any setting they were made with that differs) "
+             "unless --force; once a stage runs, every later stage runs too, since its input changed. An eval.json "
+             "made with the same sampling settings and seed is kept.")
+
+
+# ------------------------------------------------------------------------------------------------- the parser
+def _add_common(p: argparse.ArgumentParser, stage: Stage | None) -> None:
+    in_all = stage is None
+    p.add_argument("--config", metavar="FILE", type=Path,
+                   help="TOML or JSON file with a table per stage, e.g. [sft] lr = 3e-4")
+    p.add_argument("--set", metavar="STAGE.FIELD=VALUE" if in_all else "FIELD=VALUE", action="append", default=[],
+                   help="change one setting (repeatable); applied after --config and --seed")
+    if in_all or stage.has_seed:
+        p.add_argument("--seed", type=int, help="seed of " + ("every stage" if in_all else "this stage") +
+                       " (same as --set seed=N, applied before --set)")
+    p.add_argument("--data", metavar="DIR", type=Path,
+                   help="world data folder: " + ("written by data, read by the others" if in_all else
+                                                 "written" if stage.name == "data" else "read") +
+                   " (default: the course's data/, or $RLHF_DATA)")
+    if in_all or stage.uses_artifacts:
+        p.add_argument("--artifacts", metavar="DIR", type=Path,
+                       help="folder of the stage folders (default: the course's artifacts/, or $RLHF_ARTIFACTS)")
+    if in_all:
+        p.add_argument("--force", action="store_true", help="run every stage, even those whose artifacts exist")
+    p.add_argument("--dry-run", action="store_true", help="check the settings, the data and the folders, print the "
+                   "resolved config and stop")
+    p.add_argument("--debug", action="store_true", help="print an error's traceback too (by default: one line)")
+
+
+def parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The command line's argument parser: one subcommand per stage, and `all`."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    top = Parser(prog=prog, formatter_class=fmt, description=description, epilog=textwrap.dedent("""\
+        examples:
+          rlhf all                                 the whole pipeline, skipping stages already in artifacts/
+          rlhf sft --set lr=3e-4 --set epochs=1    one stage with two settings changed
+          rlhf all --config rlhf.toml --set sft.lr=3e-4 --force
+          rlhf ppo --dry-run                       print the resolved config and stop
+
+        Settings: a stage's defaults < its [stage] table in --config < --seed < --set. An invalid setting, bad data
+        or a folder that cannot be written stops the command with exit status 2 and one line, before any work
+        starts (--dry-run checks the same); a stage that fails exits with 1, an interrupted one (Ctrl-C, SIGTERM)
+        with 130 or 143. --debug adds the traceback. `rlhf STAGE --help` lists a stage's settings with their
+        defaults, allowed values and meaning."""))
+    sub = top.add_subparsers(dest="command", metavar="STAGE", required=True)
+    for stage in STAGES.values():
+        p = sub.add_parser(stage.name, help=stage.title, formatter_class=fmt,
+                           description=textwrap.fill(stage.about, 100),
+                           lazy_epilog=functools.partial(stage_epilog, stage))
+        _add_common(p, stage)
+    p = sub.add_parser("all", help="the whole pipeline in order, skipping finished stages unless --force",
+                       formatter_class=fmt, description=textwrap.fill(ALL_ABOUT, 100), lazy_epilog=all_epilog)
+    _add_common(p, None)
+    return top
+
+
+# ------------------------------------------------------------------------------------------------- what was typed
+class UsageError(Exception):
+    """Bad command-line input: reported as one line with exit status 2, before any work starts."""
+
+
+def show(path: Path) -> str:
+    """A path relative to the working directory when it lies below it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+def load_config_file(path: Path, valid: tuple[str, ...]) -> dict[str, dict]:
+    """The tables of a TOML or JSON config file, checked to be stage tables."""
+    if not path.is_file():
+        raise UsageError(f"{path}: no such config file")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text (byte {e.object[e.start:e.end]!r} at offset {e.start}); "
+                         "save the config file as UTF-8") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read the config file ({e.strerror})") from None
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        elif path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            raise UsageError(f"{path}: unknown config format {path.suffix!r}; use a .toml or .json file")
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path}: not valid {path.suffix[1:].upper()}: {one_line(e)}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected a table per stage, got a {type(data).__name__}")
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            raise UsageError(f"{path}: key {key!r} is outside a stage table; put it under one of "
+                             f"[{'], ['.join(valid)}]")
+        if key not in valid:
+            if key == "tokenizer" and "pretrain" in valid:
+                raise UsageError(f"{path}: [tokenizer]: `all` trains the tokenizer inside pretrain; "
+                                 "put vocab_size and heldout_frac under [pretrain]")
+            raise UsageError(f"{path}: unknown table [{key}]{hint(key, valid)}; tables: {', '.join(valid)}")
+    return data
+
+
+def hint(key: str, valid) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def stage_sets(stage: Stage, items: list[str]) -> list[tuple[str, str]]:
+    """A single stage's --set items; a leading 'STAGE.' is accepted and dropped."""
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"{item}: --set expects FIELD=VALUE, e.g. --set {stage.field_names()[0]}=...")
+        head, dot, rest = item.partition(".")
+        strip = bool(dot) and head == stage.name and head not in stage.field_names()
+        out.append((item, rest if strip else item))
+    return out
+
+
+def pipeline_sets(items: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """`all`'s --set STAGE.FIELD=VALUE items, by stage."""
+    out: dict[str, list[tuple[str, str]]] = {name: [] for name in PIPELINE}
+    for item in items:
+        key = item.partition("=")[0]
+        head, dot, _ = key.partition(".")
+        if "=" not in item or not dot:
+            raise UsageError(f"{item}: `all` takes --set STAGE.FIELD=VALUE, e.g. --set sft.lr=3e-4")
+        if head not in out:
+            why = "; the tokenizer is trained by pretrain: use pretrain.vocab_size" if head == "tokenizer" else ""
+            raise UsageError(f"{item}: unknown stage {head!r}{hint(head, PIPELINE)}{why}; "
+                             f"stages: {', '.join(PIPELINE)}")
+        out[head].append((item, item[len(head) + 1:]))
+    return out

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from .build_data import task_from_record
-from .data import COMPARISON, K_MAX, DataError, read_jsonl
+from .data import K_MAX, DataError, read_comparisons
 from .generation import GenerationConfig, generate
 from .labelers import SimulatedLabeler, judge
 from .models import load_causal_lm
@@ -50,35 +50,27 @@ class ComparisonData:
 
 
 
-def line_numbers(path: Path) -> list[int]:
-    """File line of each record read_jsonl returns (it skips blank lines)."""
-    return [i for i, raw in enumerate(path.read_bytes().split(b"\n"), 1) if raw.strip()]
-
-
 def load_comparisons(path: Path, tokenizer, max_len: int, n: int | None = None,
                      n_labelers: int = 10) -> list[tuple[dict, str]]:
-    """(record, "file:line") of the first `n` comparisons, validated before anything is trained: the schema (K = 4..9
-    non-empty responses, the ranking a permutation — data.COMPARISON), then `meta`, `kinds`, `labeler` and the length
-    of every prompt ⊕ response ⊕ EOS. The first problem raises DataError naming the file, line and field."""
+    """(record, "file:line") of the first `n` comparisons, validated before anything is trained: the whole file
+    (`data.read_comparisons`: K = 4..9 non-empty responses, the ranking a permutation, the category and the meta the
+    gold labeler judges by, unique ids, at least one record), then `kinds`, `labeler` and the length of every
+    prompt ⊕ response ⊕ EOS. The first problem raises DataError naming the file, its physical line and the field."""
     path = Path(path)
-    records = read_jsonl(path, COMPARISON)[:n]
-    lines = line_numbers(path)
-    for rec, line in zip(records, lines):
+    rows = read_comparisons(path, task=task_from_record)[:n]
+    for line, rec in rows:
         k = len(rec["responses"])
-        if not isinstance(rec.get("meta"), dict):
-            raise DataError(path, line, "meta", "missing or not an object: the gold labeler needs the task's "
-                                                "meta (event, movie, …); rebuild with python -m rlhf_lib.build_data")
         if "kinds" in rec and (not isinstance(rec["kinds"], list) or len(rec["kinds"]) != k):
             raise DataError(path, line, "kinds", f"must list one kind per response ({k}), got {rec['kinds']!r}")
         if not 0 <= rec.get("labeler", 0) < n_labelers:
             raise DataError(path, line, "labeler", f"{rec['labeler']} is not a labeler of the pool 0..{n_labelers - 1}")
-    flat = [(rec, line, i, r) for rec, line in zip(records, lines) for i, r in enumerate(rec["responses"])]
+    flat = [(rec, line, i, r) for line, rec in rows for i, r in enumerate(rec["responses"])]
     ids = encode(tokenizer, [x[0]["prompt"] for x in flat], [x[3] for x in flat])
     for (_rec, line, i, _), x in zip(flat, ids):
         if len(x) > max_len:
             raise DataError(path, line, f"responses[{i}]", f"prompt + response + EOS is {len(x)} tokens > max_len = "
                                                            f"{max_len}; shorten the response or raise RMConfig.max_len")
-    return [(rec, f"{path}:{line}") for rec, line in zip(records, lines)]
+    return [(rec, f"{path}:{line}") for line, rec in rows]
 
 
 def labeler_pool(world: dict, n_labelers: int = 10) -> list[SimulatedLabeler]:
@@ -133,23 +125,24 @@ def collect(init: Path, path: Path, world_file: Path, *, n_prompts: int, written
     labeler pool of `world_file`, and split off `n_heldout` prompts (a seeded permutation)."""
     t0 = time.time()
     path = Path(path)
-    # 1. every comparison used is validated before any sampling or training
+    # 1. every comparison used is validated before any model is loaded, sampled or trained
     tokenizer = AutoTokenizer.from_pretrained(init, trust_remote_code=False)
     records = load_comparisons(path, tokenizer, max_len, n_prompts)
     if len(records) < n_prompts:
         raise ValueError(f"RMConfig.n_prompts = {n_prompts} but {path} has {len(records)} comparisons; "
                          "lower n_prompts")
-    # 2. K responses per prompt: the written ones + SFT samples, ranked by one simulated labeler
-    with quiet_loading():
-        policy, tokenizer = load_causal_lm(init)
-    if max_len > policy.config.max_position_embeddings:
-        raise ValueError(f"RMConfig.max_len = {max_len} exceeds the model's context of "
-                         f"{policy.config.max_position_embeddings} tokens; lower max_len")
+    context = AutoConfig.from_pretrained(init, trust_remote_code=False).max_position_embeddings
+    if max_len > context:
+        raise ValueError(f"RMConfig.max_len = {max_len} exceeds the model's context of {context} tokens; "
+                         "lower max_len")
     prompt_len = max(len(x) for x in encode(tokenizer, [r["prompt"] for r, _ in records], [""] * len(records)))
     max_new = min(max_new_tokens, max_len - prompt_len)
     if max_new < 8:
         raise ValueError(f"RMConfig.max_len = {max_len} leaves {max_new} tokens for SFT samples after the longest "
                          f"prompt ({prompt_len - 1} tokens); raise max_len")
+    # 2. K responses per prompt: the written ones + SFT samples, ranked by one simulated labeler
+    with quiet_loading():
+        policy, tokenizer = load_causal_lm(init)
     kept = [written_subset(r, written) for r, _ in records]
     counts = [min(sft_samples, K_MAX - len(responses)) for responses, _ in kept]
     samples = sample_sft(policy, tokenizer, [r["prompt"] for r, _ in records], counts, temperatures=temperatures,

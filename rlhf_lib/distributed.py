@@ -319,7 +319,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             summary = {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
             print(f"[{name}] " + json.dumps(summary), flush=True)
     torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
     return 0
 
 
@@ -365,9 +364,14 @@ def launch(names: str | Sequence[str], *, nproc: int = 2, deepspeed: str | Path 
     if status != 0:
         tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-40:])
         raise RuntimeError(f"{' '.join(cmd[2:])} failed ({status}); the end of {log}:\n{tail}")
-    return {n: [json.loads((metrics_dir / f"{n}.rank{r}.json").read_text(encoding="utf-8")) for r in range(nproc)]
-            for n in names}
+    return {n: [stages.nan_numbers(json.loads((metrics_dir / f"{n}.rank{r}.json").read_text(encoding="utf-8")))
+                for r in range(nproc)] for n in names}                    # write_json wrote NaN as null
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Every rank has saved, written its metrics and passed the last barrier. Tearing down the process group and the
+    # interpreter can still abort a rank ("terminate called without an active exception": a gloo or ZeRO-3 thread
+    # destroyed while joinable), which the launcher would report as a failed run: leave without it.
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(status)

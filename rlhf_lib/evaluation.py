@@ -8,19 +8,20 @@ stages and compute win rates from files.
 """
 from __future__ import annotations
 
-import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass
 
 from tqdm.auto import tqdm
+from transformers import AutoConfig, AutoTokenizer
 
 from . import stages
 from .build_data import task_from_record
 from .config import fixed, to_dict
-from .data import PROMPT, read_jsonl
+from .data import DataError, read_prompts
 from .generation import GenerationConfig, generate
 from .labelers import PARTS, asks_more, judge, repetition
+from .tokenizer import render_prompt
 from .world import CATEGORIES
 
 
@@ -46,7 +47,41 @@ class EvalConfig(GenerationConfig):
 
 
 def eval_prompts() -> list[dict]:
-    return read_jsonl(stages.DATA_DIR / "eval_prompts.jsonl", PROMPT)
+    """The held-out prompts, validated (`data.read_prompts`, each one a task the gold labeler can judge)."""
+    return [r for _, r in read_prompts(stages.DATA_DIR / "eval_prompts.jsonl", task=task_from_record)]
+
+
+def context_of(name: str) -> int:
+    """The context length of stage `name`'s model, read from its config.json (no model is loaded)."""
+    return AutoConfig.from_pretrained(stages.existing(name), trust_remote_code=False).max_position_embeddings
+
+
+def fitting_prompts(file: str, policy: str, new_tokens: int, setting: str, *, fmt: str = "chat",
+                    reward: str | None = None, at_least: tuple[int, str] | None = None) -> list[tuple[int, dict]]:
+    """(line, record) of every prompt of data/`file`, validated before any model is loaded: `data.read_prompts` with
+    the gold labeler's task check, and each prompt (rendered in `fmt`) + `new_tokens` (set by `setting`) within the
+    context of stage `policy` and, if given, + EOS within that of reward model `reward` (which reads chat prompt ⊕
+    response ⊕ EOS). Only the stages' tokenizers and config.json are read. `at_least` = (n, setting): fewer
+    prompts than n is an error too. A prompt that does not fit raises DataError naming its line."""
+    path = stages.DATA_DIR / file
+    rows = read_prompts(path, task=task_from_record)
+    if at_least and len(rows) < at_least[0]:
+        raise DataError(path, None, None, f"{len(rows)} prompts, fewer than {at_least[1]} = {at_least[0]} (one "
+                                          f"batch); lower {at_least[1]} or add prompts")
+    models = [(f"policy '{policy}'", policy, fmt, 0)] + ([(f"reward model '{reward}'", reward, "chat", 1)]
+                                                         if reward else [])
+    lengths = []
+    for _, name, form, _ in models:
+        tok = AutoTokenizer.from_pretrained(stages.existing(name), trust_remote_code=False)
+        ids = tok([render_prompt(tok, r["prompt"], form) for _, r in rows], add_special_tokens=False)["input_ids"]
+        lengths.append((context_of(name), [len(x) for x in ids]))
+    for i, (line, _) in enumerate(rows):
+        for (who, _, _, eos), (context, n) in zip(models, lengths):
+            if n[i] + new_tokens + eos > context:
+                raise DataError(path, line, "prompt", f"{n[i]} prompt tokens + {new_tokens} new tokens ({setting})"
+                                f"{' + 1 EOS' if eos else ''} = {n[i] + new_tokens + eos} > the {context}-token "
+                                f"context of the {who}; shorten the prompt or lower {setting}")
+    return rows
 
 
 def judge_samples(records: list[dict], responses: list[str], ended: list[bool]) -> list[dict]:
@@ -111,9 +146,12 @@ def evaluate(model, tokenizer, *, fmt: str, gen: GenerationConfig = DEFAULT_GENE
 
 
 def evaluate_stage(name: str, *, gen: GenerationConfig = DEFAULT_GENERATION, seed: int = 0) -> dict:
-    """Evaluate a saved stage in its own prompt format and write `artifacts/<name>/eval.json`."""
+    """Evaluate a saved stage in its own prompt format and write `artifacts/<name>/eval.json`. The prompts are checked
+    (`fitting_prompts`) before the model is loaded."""
+    rows = fitting_prompts("eval_prompts.jsonl", name, gen.max_new_tokens, "max_new_tokens of the evaluation",
+                           fmt=stages.info(name)["prompt_format"])
     model, tok, meta = stages.load_model(name)
-    summary, rows = evaluate(model, tok, fmt=meta["prompt_format"], gen=gen, seed=seed)
+    summary, rows = evaluate(model, tok, fmt=meta["prompt_format"], gen=gen, seed=seed, records=[r for _, r in rows])
     result = {"stage": name, "prompt_format": meta["prompt_format"], "seed": seed,
               "generation": {k: getattr(gen, k) for k in gen.__dataclass_fields__}, **summary, "samples": rows}
     stages.write_json(stages.stage_dir(name) / "eval.json", result)
@@ -124,7 +162,7 @@ def same_eval(path, gen: GenerationConfig, seed: int) -> dict | None:
     """The eval.json at `path` if it was made with these sampling settings and seed, else None."""
     if not path.is_file():
         return None
-    result = json.loads(path.read_text(encoding="utf-8"))
+    result = stages.load_json(path, "delete it to evaluate again")
     same = result.get("seed") == seed and result.get("generation") == to_dict(gen)
     return result if same else None
 
@@ -133,6 +171,9 @@ def run(cfg: EvalConfig, *, reuse: bool = False) -> dict:
     """Evaluate every stage of `cfg.stages` (the command line's `rlhf eval`); with `reuse`, keep an eval.json made
     with the same settings. Returns {stage: {"gold_mean", "failure_rate", "eos_rate", "n", "kept"}}."""
     gen, out = cfg.generation(), {}
+    for name in cfg.stage_names():          # every stage's prompts are checked before the first is evaluated
+        fitting_prompts("eval_prompts.jsonl", name, gen.max_new_tokens, "EvalConfig.max_new_tokens",
+                        fmt=stages.info(name)["prompt_format"])
     for name in cfg.stage_names():
         kept = same_eval(stages.stage_dir(name) / "eval.json", gen, cfg.seed) if reuse else None
         result = kept or evaluate_stage(name, gen=gen, seed=cfg.seed)

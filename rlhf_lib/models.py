@@ -7,6 +7,8 @@ folder holds, so a real checkpoint on disk can be dropped in (see the README). C
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,13 +47,91 @@ def build_tiny_llama(cfg: ModelConfig, tokenizer, seed: int) -> LlamaForCausalLM
 
 
 def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32):
-    """Any causal LM saved with `save_pretrained` (safetensors), and its tokenizer."""
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
+    """Any causal LM saved with `save_pretrained` (safetensors), and its tokenizer. A local folder is checked first
+    (`check_folder`) and after loading (`check_loaded`): a damaged checkpoint is a CheckpointError, never a model."""
+    if Path(path).is_dir():
+        check_folder(Path(path))
+    model, info = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, trust_remote_code=False,
+                                                       output_loading_info=True, ignore_mismatched_sizes=True)
+    if Path(path).is_dir():
+        check_loaded(Path(path), model, info)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
     if tokenizer.pad_token is None:          # many real checkpoints ship without one
         tokenizer.pad_token = tokenizer.eos_token
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+# ------------------------------------------------------------------------------------------------ checkpoint checks
+class CheckpointError(ValueError):
+    """A model folder that cannot give the model that was saved; the message names the file and the fix."""
+
+
+def fix_for(folder: Path, restore: str = "restore it from a backup") -> str:
+    if (folder / "stage.json").is_file():
+        return (f"{restore}, or move {folder} away or delete it to retrain stage '{folder.name}' "
+                f"(pipeline.require('{folder.name}') trains a missing stage)")
+    return f"{restore}, or save the model again with save_pretrained"
+
+
+def check_folder(folder: Path) -> None:
+    """Before loading: each file the folder's stage.json recorded still has its size and sha256 (the record that
+    stages.py writes; it imports this module, so it cannot be imported here), and each .safetensors file is whole
+    (its header's tensors end where the file ends)."""
+    try:
+        recorded = json.loads((folder / "stage.json").read_text(encoding="utf-8")).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        recorded = {}                        # not a stage folder, or one saved before checksums
+    for rel, rec in recorded.items():
+        path = folder / rel
+        if path.is_file() and isinstance(rec, dict) and rec.get("size") != path.stat().st_size:
+            raise CheckpointError(f"{path} has {path.stat().st_size} bytes where {rec.get('size')} were written "
+                                  f"(truncated or overwritten): {fix_for(folder)}")
+        if path.is_file() and isinstance(rec, dict) and rec.get("sha256") != sha256(path):
+            raise CheckpointError(f"{path} differs from the file that was written (its sha256 is not the one "
+                                  f"stage.json recorded): {fix_for(folder)}")
+    for path in sorted(folder.glob("*.safetensors")):
+        check_safetensors(path, fix_for(folder))
+
+
+def sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def check_safetensors(path: Path, fix: str) -> None:
+    """A safetensors file is an 8-byte header length, a JSON header of tensors (dtype, shape, byte offsets), then
+    the bytes: a truncated or overwritten file disagrees with its own header."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        head = f.read(n) if 8 + n <= size else b""
+    try:
+        end = 8 + n + max((t["data_offsets"][1] for k, t in json.loads(head).items() if k != "__metadata__"),
+                          default=0)
+    except (UnicodeDecodeError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        raise CheckpointError(f"{path} is not a whole safetensors file (its header is unreadable): {fix}") from None
+    if end != size:
+        raise CheckpointError(f"{path} has {size} bytes but its header describes {end} (truncated or overwritten): "
+                              f"{fix}")
+
+
+def check_loaded(folder: Path, model, info: dict) -> None:
+    """After loading (`info`: from_pretrained's output_loading_info): config.json built the model the weights are
+    for (no tensor missing, left over or of another shape) and no weight is NaN or inf."""
+    odd = {kind: [str(k[0] if isinstance(k, tuple) else k) for k in info.get(f"{kind}_keys", ())]
+           for kind in ("missing", "unexpected", "mismatched")}
+    if any(odd.values()):
+        found = "; ".join(f"{len(v)} {kind} (e.g. {sorted(v)[0]})" for kind, v in odd.items() if v)
+        c = model.config
+        raise CheckpointError(f"{folder / 'config.json'} does not describe the weights in {folder}: tensors {found}."
+                              f" It builds num_hidden_layers={c.num_hidden_layers}, hidden_size={c.hidden_size}, "
+                              f"vocab_size={c.vocab_size}: "
+                              f"{fix_for(folder, 'restore the config.json saved with these weights')}")
+    bad = [name for name, p in model.named_parameters() if not torch.isfinite(p).all()]
+    if bad:
+        raise CheckpointError(f"{folder} holds NaN or inf weights (in {len(bad)} tensor(s), e.g. {bad[0]}): "
+                              f"{fix_for(folder)}")
 
 
 def n_params(model: torch.nn.Module) -> int:

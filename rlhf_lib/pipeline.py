@@ -135,9 +135,14 @@ def writer_of(folder: str) -> Stage:
 
 
 def require(name: str) -> Path:
-    """The folder of stage `name`, training it (and any missing upstream stage) with default configs if absent."""
-    if stages.exists(name):
-        return stages.stage_dir(name)
+    """The folder of stage `name`, training it (and any missing upstream stage) with default configs if absent.
+    A folder that exists but is incomplete or damaged is never trained over: a StageError says what is there and
+    what to do (nothing on disk is changed)."""
+    status = stages.status(name, verify=True)
+    if status.complete:
+        return status.folder
+    if status.state != "missing":
+        raise stages.StageError(status.describe())
     stage = writer_of(name)
     cfg = stage.load()()
     for up in stage.upstream_of(cfg):

@@ -43,18 +43,11 @@ import torch
 
 from . import stages
 from .config import fixed, knob, nested, validate
-from .data import PROMPT, read_jsonl
+from .data import check_stage_fields
 from .generation import SamplingConfig, sample
 from .losses import ppo_policy_loss, ppo_value_loss
 from .ppo_diagnostics import FIXES, HISTORY_KEYS, agree, health_warnings, log_update
-from .rl import (
-    entropy_from_logits,
-    kl_controller,
-    kl_estimates,
-    logprobs_from_logits,
-    masked_mean,
-    sequence_kl,
-)
+from .rl import entropy_from_logits, kl_controller, kl_estimates, logprobs_from_logits, masked_mean, sequence_kl
 from .rollout import Critic, Memory, decode_responses, make_memory, memory_logits, response_mask
 from .training import LOCAL, NonFinite, Parallel, adamw, check_finite, save_stage, stage_info
 
@@ -108,6 +101,7 @@ class PPOConfig:
 
     def __post_init__(self):
         validate(self)
+        check_stage_fields(self, "init", "reward", "out", empty_ok=("out",))
         name = type(self).__name__
         if self.minibatch_size > self.batch_size:
             raise ValueError(f"{name}.minibatch_size = {self.minibatch_size} is larger than batch_size = "
@@ -324,6 +318,20 @@ def web_blocks(tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
     return pack(tokenizer, train_docs, pcfg.seq_len), pack(tokenizer, held_docs, pcfg.seq_len)
 
 
+def checked_prompts(cfg: PPOConfig) -> list[dict]:
+    """The RL prompts, at least batch_size of them, and the held-out ones of the gold batch and the final evaluation,
+    checked before any model is loaded (`evaluation.fitting_prompts`: schema, meta, unique ids, room for the response
+    in the policy's and the reward model's context)."""
+    from .evaluation import DEFAULT_GENERATION, fitting_prompts
+    new = cfg.sampling.max_new_tokens
+    rows = fitting_prompts("rl_prompts.jsonl", cfg.init, new, "PPOConfig.sampling.max_new_tokens", reward=cfg.reward,
+                           at_least=(cfg.batch_size, "PPOConfig.batch_size"))
+    held = max(new * bool(cfg.gold_every), DEFAULT_GENERATION.max_new_tokens * bool(cfg.out and cfg.evaluate))
+    if held:
+        fitting_prompts("eval_prompts.jsonl", cfg.init, held, "max_new_tokens of the gold batch and the evaluation")
+    return [r for _, r in rows]
+
+
 def load_models(cfg: PPOConfig, par: Parallel = LOCAL):
     """The four models of InstructGPT's PPO: policy (trained, from `cfg.init`), reference (a frozen copy), reward
     model (frozen) and critic (from the RM, or a head on the policy). Returns them with the tokenizer, the reward
@@ -345,11 +353,11 @@ def run(cfg: PPOConfig, on_log=None, reward_fn=None, *, par: Parallel = LOCAL) -
     from .evaluation import evaluate_stage
     from .pretrain import lm_loss
     t0 = time.time()
-    # 0. the four models, the RL prompts, the web corpus (PPO-ptx and the alignment tax)
+    # 0. the RL prompts (checked before any model is loaded), the four models, the web corpus (PPO-ptx, alignment tax)
+    prompts = checked_prompts(cfg)
     policy, ref, rm, critic, tokenizer, rm_tok, norm = load_models(cfg, par)
     if par.lockstep:                # ZeRO-3: a rank whose responses all ended keeps stepping until every rank is done
         policy.generate = functools.partial(policy.generate, synced_gpus=True)
-    prompts = read_jsonl(stages.DATA_DIR / "rl_prompts.jsonl", PROMPT)
     ptx_train, web_held = web_blocks(tokenizer)
     with par.device():
         web_loss_before = lm_loss(policy, par.to_device(web_held))

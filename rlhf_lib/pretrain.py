@@ -17,12 +17,10 @@ from einops import rearrange
 
 from . import stages
 from .config import fixed, knob, validate
-from .data import LANG, Schema, read_jsonl
+from .data import read_web
 from .models import ModelConfig, build_tiny_llama, n_params
 from .tokenizer import train_tokenizer
 from .training import LOCAL, Parallel, adamw, ensure_finite, save_stage, stage_info, warmup_cosine_lr
-
-WEB = Schema({"id": str, "kind": str, "lang": LANG, "text": str})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -51,7 +49,8 @@ class PretrainConfig:
 
 
 def load_web() -> list[dict]:
-    return read_jsonl(stages.DATA_DIR / "web.jsonl", WEB)
+    """The web corpus's documents, validated (schema, unique ids, at least one) before any work."""
+    return [doc for _, doc in read_web(stages.DATA_DIR / "web.jsonl")]
 
 
 def split_docs(docs: list[dict], cfg: PretrainConfig) -> tuple[list[dict], list[dict]]:
@@ -60,7 +59,8 @@ def split_docs(docs: list[dict], cfg: PretrainConfig) -> tuple[list[dict], list[
 
 
 def train_tokenizer_stage(cfg: PretrainConfig):
-    """Train the BPE tokenizer on the training documents and save `artifacts/tokenizer/`."""
+    """Train the BPE tokenizer on the training documents and save `artifacts/tokenizer/` (inside `run`, together
+    with the base model once it is trained)."""
     train_docs, _ = split_docs(load_web(), cfg)
     with stages.writing("tokenizer") as tmp:
         tok = train_tokenizer([d["text"] for d in train_docs], cfg.vocab_size, tmp)
@@ -95,8 +95,10 @@ def lr_at(step: int, total: int, cfg: PretrainConfig) -> float:
     return warmup_cosine_lr(cfg.lr, cfg.warmup_steps, step, total, decay_after_warmup=True)
 
 
+@stages.together("tokenizer", "base")      # both folders are committed when training is done, in one swap
 def run(cfg: PretrainConfig, on_log=None, *, par: Parallel = LOCAL) -> dict:
-    """Train the tokenizer and the base LM; save `artifacts/tokenizer/` and `artifacts/base/`. Returns the metrics.
+    """Train the tokenizer and the base LM; save `artifacts/tokenizer/` and `artifacts/base/` together (a run that
+    stops early leaves both as they were). Returns the metrics.
 
     `on_log(history)` is called at every held-out measurement (notebooks redraw a live curve there)."""
     t0 = time.time()

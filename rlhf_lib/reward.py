@@ -29,6 +29,7 @@ from transformers import AutoTokenizer
 from . import stages
 from .comparisons import Comparison, ComparisonData, collect, pair_metrics
 from .config import fixed, knob, validate
+from .data import check_stage_fields
 from .losses import mse_reward_loss, pairwise_loss_grouped
 from .reward_model import (
     build_reward_model,
@@ -88,6 +89,7 @@ class RMConfig:
 
     def __post_init__(self):
         validate(self)
+        check_stage_fields(self, "init", "out")
         if self.written + self.sft_samples < 2:
             raise ValueError(f"RMConfig.written + sft_samples = {self.written + self.sft_samples}: a ranking needs at "
                              "least 2 responses per prompt; raise written or sft_samples")

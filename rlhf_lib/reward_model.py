@@ -15,7 +15,7 @@ PPO (lesson 04) initialises its critic from a *linear* head, so an MLP reward mo
 """
 from __future__ import annotations
 
-import json
+import math
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from . import stages
+from .models import check_folder, check_loaded
 from .tokenizer import render_prompt
 
 
@@ -167,18 +168,31 @@ def save_reward_model(model, tokenizer, folder: Path, norm: dict) -> None:
 
 
 def load_reward_model(path: str | Path):
-    """(model, tokenizer, norm) of a saved reward model; norm = {"gain", "bias"} from reward_norm.json."""
+    """(model, tokenizer, norm) of a saved reward model; norm = {"gain", "bias"} from reward_norm.json. The folder is
+    checked before and after loading (its recorded sha256, whole safetensors, config.json against the weights)."""
     path = Path(path)
     norm_file = path / "reward_norm.json"
     if not norm_file.is_file():
         raise FileNotFoundError(f"{norm_file} is missing: {path} is not a finished reward-model stage; "
-                                "train it with rlhf_lib.reward.run(RMConfig()) or stages.require('rm')")
+                                "train it with rlhf_lib.reward.run(RMConfig()) or pipeline.require('rm')")
+    stages.verify(path)
+    fix = f"restore it from a backup, or move {path} away or delete it to retrain the reward model"
+    norm = stages.load_json(norm_file, fix)
+    if not (isinstance(norm, dict) and all(isinstance(norm.get(k), (int, float)) and math.isfinite(norm[k])
+                                           for k in ("gain", "bias"))):
+        raise stages.StageError(f"{norm_file} must hold finite numbers 'gain' and 'bias', not {norm!r}: {fix}")
+    check_folder(path)
     with quiet_loading():
-        model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True, trust_remote_code=False)
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, use_safetensors=True, trust_remote_code=False, output_loading_info=True, ignore_mismatched_sizes=True)
     if getattr(model.config, "reward_head", "linear") == "mlp":               # see the module docstring
         model.score = mlp_head(model.config.hidden_size)
         weights = load_file(path / "model.safetensors")
-        model.score.load_state_dict({k[len("score."):]: v for k, v in weights.items() if k.startswith("score.")})
+        head = model.score.load_state_dict({k[len("score."):]: v for k, v in weights.items()
+                                            if k.startswith("score.")}, strict=False)
+        info = {"mismatched_keys": info["mismatched_keys"], **{     # the HF head's keys are no longer the model's
+            kind: [k for k in info[kind] if not str(k).startswith("score.")] + [f"score.{k}" for k in found]
+            for kind, found in (("missing_keys", head.missing_keys), ("unexpected_keys", head.unexpected_keys))}}
+    check_loaded(path, model, info)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
-    norm = json.loads(norm_file.read_text(encoding="utf-8"))
     return model.eval(), tokenizer, {"gain": float(norm["gain"]), "bias": float(norm["bias"])}

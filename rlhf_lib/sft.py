@@ -21,10 +21,11 @@ from pathlib import Path
 
 import torch
 from einops import rearrange
+from transformers import AutoConfig, AutoTokenizer
 
 from . import stages
 from .config import fixed, knob, validate
-from .data import DEMO_ALPACA, DEMO_CHAT, DataError, read_jsonl
+from .data import DataError, check_stage_fields, read_demos
 from .losses import masked_lm_loss
 from .models import load_causal_lm
 from .tokenizer import render_alpaca
@@ -55,6 +56,7 @@ class SFTConfig:
 
     def __post_init__(self):
         validate(self)
+        check_stage_fields(self, "init", "out")
         if not (self.use_alpaca or self.use_chat):
             raise ValueError("SFTConfig: use_alpaca and use_chat are both off; enable at least one data format")
 
@@ -67,33 +69,37 @@ class Example:
 
 
 def load_demos(cfg: SFTConfig, data_dir: Path | None = None) -> list[tuple[str, int, str, str]]:
-    """(path, line, prompt text, response text) for every demonstration, validated before any training."""
+    """(path, line, prompt text, response text) for every demonstration, validated before any training
+    (`data.read_demos`: the schema, the category, unique ids, at least one record per file used)."""
     data_dir = data_dir or stages.DATA_DIR
     out = []
     if cfg.use_alpaca:
         path = data_dir / "sft_alpaca.jsonl"
-        for i, r in enumerate(read_jsonl(path, DEMO_ALPACA), 1):
+        for i, r in read_demos(path, "alpaca"):
             out.append((str(path), i, render_alpaca(r["instruction"], r["input"]), r["output"]))
     if cfg.use_chat:
         path = data_dir / "sft_chat.jsonl"
-        for i, r in enumerate(read_jsonl(path, DEMO_CHAT), 1):
+        for i, r in read_demos(path, "chat"):
             out.append((str(path), i, r["messages"], r["messages"][-1]["content"]))
     return out
 
 
-def tokenize_demos(demos, tokenizer, max_len: int) -> list[Example]:
-    """Prompt and response token ids (response + EOS); a demonstration longer than `max_len` is an error that names
-    its file and line."""
+def tokenize_demos(demos, tokenizer, max_len: int, context: int | None = None) -> list[Example]:
+    """Prompt and response token ids (response + EOS); a demonstration longer than `max_len` (or than the model's
+    `context`, where that is shorter) is an error that names its file and line."""
+    limit = min(max_len, context or max_len)
+    what = f"max_len = {max_len}" if limit == max_len else f"the model's context of {context} tokens"
+    fix = "raise SFTConfig.max_len" if limit == max_len else "start from a model with a longer context"
     examples = []
     for path, line, prompt, response in demos:
         if isinstance(prompt, list):    # chat messages: everything before the last assistant turn is the prompt
             prompt = tokenizer.apply_chat_template(prompt[:-1], tokenize=False, add_generation_prompt=True)
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        if len(p) + len(r) > max_len:
+        if len(p) + len(r) > limit:
             field = "output" if path.endswith("alpaca.jsonl") else "messages"
-            raise DataError(path, line, field, f"prompt + response is {len(p) + len(r)} tokens > max_len = {max_len}; "
-                            "shorten the demonstration or raise SFTConfig.max_len")
+            raise DataError(path, line, field, f"prompt + response is {len(p) + len(r)} tokens > {what}; "
+                            f"shorten the demonstration or {fix}")
         examples.append(Example(p, r, f"{path}:{line}"))
     return examples
 
@@ -140,10 +146,20 @@ def heldout_loss(model, examples: list[Example], pad_id: int, batch_size: int = 
     return total / n
 
 
-def split_demos(cfg: SFTConfig, tokenizer) -> tuple[list[Example], list[Example], torch.Generator]:
+def checked_examples(cfg: SFTConfig) -> list[Example]:
+    """Every demonstration validated and tokenized with stage `cfg.init`'s tokenizer, each within max_len and the
+    model's context: all of it before any model is loaded."""
+    init = stages.existing(cfg.init)
+    tokenizer = AutoTokenizer.from_pretrained(init, trust_remote_code=False)
+    context = AutoConfig.from_pretrained(init, trust_remote_code=False).max_position_embeddings
+    return tokenize_demos(load_demos(cfg), tokenizer, cfg.max_len, context)
+
+
+def split_demos(cfg: SFTConfig, tokenizer, examples: list[Example] | None = None,
+                ) -> tuple[list[Example], list[Example], torch.Generator]:
     """Training and held-out examples, and the seeded generator that goes on to shuffle the training set each epoch:
     every rank of a DeepSpeed group sees the same split and the same batches."""
-    examples = tokenize_demos(load_demos(cfg), tokenizer, cfg.max_len)
+    examples = tokenize_demos(load_demos(cfg), tokenizer, cfg.max_len) if examples is None else examples
     gen = torch.Generator().manual_seed(cfg.seed)
     perm = torch.randperm(len(examples), generator=gen).tolist()
     n_held = max(1, int(len(examples) * cfg.heldout_frac))
@@ -157,9 +173,10 @@ def run(cfg: SFTConfig, on_log=None, *, par: Parallel = LOCAL, max_steps: int | 
     micro-batches weighted by their response tokens, so the gradient is the token mean over the whole batch as on one
     process. `max_steps` stops early (the learning-rate schedule stays that of the full run)."""
     t0 = time.time()
-    # 1. data: every file validated and every length checked before the first step
+    # 1. data: every file validated and every length checked before the model is loaded
+    examples = checked_examples(cfg)
     model, tokenizer = load_causal_lm(stages.existing(cfg.init))
-    train, held, gen = split_demos(cfg, tokenizer)
+    train, held, gen = split_demos(cfg, tokenizer, examples)
     # 2. optimizer and schedule
     opt = adamw(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     engine = par.engine([model], opt, clip=[(list(model.parameters()), cfg.max_grad_norm)])

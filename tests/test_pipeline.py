@@ -126,7 +126,7 @@ def test_demo_with_missing_field_names_file_line_field(tmp_path):
 
 
 def test_demo_longer_than_context_is_rejected_before_training(tmp_path, tok):
-    write_jsonl(tmp_path / "sft_alpaca.jsonl", [_demo(), _demo(output="moon " * 400)])
+    write_jsonl(tmp_path / "sft_alpaca.jsonl", [_demo(), _demo(id="d2", output="moon " * 400)])
     demos = sft.load_demos(sft.SFTConfig(use_chat=False), data_dir=tmp_path)
     with pytest.raises(DataError, match=r"sft_alpaca.jsonl:2: field 'output'.*max_len"):
         sft.tokenize_demos(demos, tok, max_len=120)

@@ -173,7 +173,7 @@ def test_bad_comparisons_raise_one_data_error_naming_file_line_and_field(tok, tm
 
 
 def test_good_comparisons_load_with_their_line(tok, tmp_path):
-    path = write(tmp_path, [GOOD, GOOD, GOOD])
+    path = write(tmp_path, [GOOD, {**GOOD, "id": "cmp-2"}, {**GOOD, "id": "cmp-3"}])     # ids are unique in a file
     loaded = comparisons.load_comparisons(path, tok, max_len=128, n=2)
     assert [src for _, src in loaded] == [f"{path}:1", f"{path}:2"]
 
