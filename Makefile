@@ -12,7 +12,8 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 
 TEST_ENV := MPLBACKEND=Agg PYTHONHASHSEED=0 TOKENIZERS_PARALLELISM=false
 
-.PHONY: setup course course-headless test lint data clean-artifacts strip bench-setup bench bench-ppo bench-sft-rm
+.PHONY: setup course course-headless test test-browser lint data clean-artifacts strip bench-setup bench bench-ppo \
+        bench-sft-rm
 
 ## setup: create .venv if missing; (re)install the pinned package when pyproject.toml changed
 setup: $(STAMP)
@@ -85,12 +86,18 @@ course-headless: setup
 	done
 
 ## test: the linter (ruff, configured in pyproject.toml), the unit tests, then every lesson notebook in numeric order
-## (nbval-lax: errors fail, outputs not compared)
+## (nbval-lax: errors fail, outputs not compared), then lessons in JupyterLab in a real browser (tests/test_browser.py,
+## after the notebooks: it reuses the stages they trained; it skips, saying why, where Chromium is not installed)
 LINTED := rlhf_lib tests benchmarks notebooks/drafts
 
 test: setup
 	$(PY) -m ruff check $(LINTED)
-	$(TEST_ENV) $(PY) -m pytest --nbval-lax --durations=15 tests $(NOTEBOOKS)
+	$(TEST_ENV) $(PY) -m pytest --nbval-lax --durations=15 --ignore=tests/test_browser.py tests $(NOTEBOOKS)
+	$(TEST_ENV) $(PY) -m pytest --durations=5 tests/test_browser.py
+
+## test-browser: the browser test alone (`make test-browser LESSONS=01,04`; screenshots in runs/browser/)
+test-browser: setup
+	$(TEST_ENV) $(if $(LESSONS),RLHF_BROWSER_LESSONS=$(LESSONS)) $(PY) -m pytest -s --durations=5 tests/test_browser.py
 
 ## lint: the linter alone (`make lint FIX=1` applies its safe fixes)
 lint: setup

@@ -13,10 +13,12 @@ from .world import CATEGORIES
 
 
 class LiveCurves:
-    """Redraw `history[key]` against `history['step']` for each key, in place, at every call."""
+    """Redraw `history[key]` against `history['step']` for each key, in place, at every call; `refs` are labelled
+    horizontal lines, e.g. {"chance": 0.5}."""
 
-    def __init__(self, keys: tuple[str, ...], title: str, ylabel: str = "loss", logy: bool = False):
-        self.keys, self.title, self.ylabel, self.logy = keys, title, ylabel, logy
+    def __init__(self, keys: tuple[str, ...], title: str, ylabel: str = "loss", logy: bool = False,
+                 refs: dict[str, float] | None = None):
+        self.keys, self.title, self.ylabel, self.logy, self.refs = keys, title, ylabel, logy, dict(refs or {})
         self.handle = None
 
     def figure(self, history: dict):
@@ -25,6 +27,8 @@ class LiveCurves:
             pts = [(s, v) for s, v in zip(history["step"], history[k]) if v == v]   # skip NaN placeholders
             if pts:
                 ax.plot(*zip(*pts), marker=".", label=k.replace("_", " "))
+        for label, y in self.refs.items():
+            ax.axhline(y, color="grey", ls=":", lw=1.2, label=label)
         ax.set(xlabel="optimizer step", ylabel=self.ylabel, title=self.title)
         if self.logy:
             ax.set_yscale("log")

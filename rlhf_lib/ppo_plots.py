@@ -1,7 +1,8 @@
 """Plots for PPO and its evaluation (lessons 04–05). Matplotlib figures, shown as PNG.
 
-`PPODashboard` is the `on_log` callback of `ppo.run`: it redraws every diagnostic in place after each update and
-leaves one final figure in the notebook. The other functions draw lesson 05's comparisons.
+`PPODashboard` is the `on_log` callback of `ppo.run`: it redraws every diagnostic in place every few updates and at
+the last one, and leaves that final figure in the notebook. The other functions draw lesson 04's and 05's
+comparisons.
 """
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from .world import CATEGORIES
 PANELS = (
     ("reward", [("score", "RM score (proxy)"), ("gold", "gold score (rollouts)"),
                 ("gold_eval", "gold score (fixed held-out batch)")], "score"),
-    ("KL to the reference", [("kl", "k1 per token"), ("kl_k3", "k3 per token")], "nats"),
-    ("KL per response and β", [("kl_seq", "KL per response"), ("beta", "β (×100)")], ""),
-    ("losses", [("policy_loss", "policy loss"), ("value_loss", "value loss"), ("ptx_loss", "ptx loss")], ""),
-    ("PPO ratio", [("clip_frac", "clip fraction"), ("ratio_mean", "ratio mean"), ("ratio_max", "ratio max")], ""),
-    ("critic", [("explained_var", "explained variance")], ""),
-    ("entropy", [("entropy", "entropy per token")], "nats"),
-    ("responses", [("eos_rate", "EOS rate"), ("length", "length / 64 tokens")], ""),
+    ("KL to the reference", [("kl", "k1 per token"), ("kl_k3", "k3 per token")], "nats per token"),
+    ("KL per response and β", [("kl_seq", "KL per response"), ("beta", "β (×100)")], "nats; β × 100"),
+    ("losses", [("policy_loss", "policy loss"), ("value_loss", "value loss"), ("ptx_loss", "ptx loss")], "loss"),
+    ("PPO ratio", [("clip_frac", "clip fraction"), ("ratio_mean", "ratio mean"), ("ratio_max", "ratio max")],
+     "ratio; fraction"),
+    ("critic", [("explained_var", "explained variance")], "explained variance"),
+    ("entropy", [("entropy", "entropy per token")], "nats per token"),
+    ("responses", [("eos_rate", "EOS rate"), ("length", "length / 64 tokens")], "rate; length / 64"),
 )
 _SCALE = {"beta": 100.0, "length": 1 / 64}
 
@@ -31,35 +33,42 @@ def _series(h: dict, key: str):
     return list(zip(*pts)) if pts else None
 
 
-def dashboard_figure(h: dict, title: str = "PPO"):
-    """All diagnostics of a PPO history on a 2 × 4 grid."""
-    fig, axes = plt.subplots(2, 4, figsize=(15, 5.6))
+def dashboard_figure(h: dict, title: str = "PPO", updates: int | None = None):
+    """All diagnostics of a PPO history, two panels a row, each with its y label and legend; the title says how
+    far training has got (update n of `updates`)."""
+    fig, axes = plt.subplots(4, 2, figsize=(10, 10.5), sharex=True)
+    n = len(h["update"])
     for ax, (name, keys, ylabel) in zip(axes.flat, PANELS):
         for key, label in keys:
             s = _series(h, key)
             if s:
-                ax.plot(*s, marker="." if len(s[0]) < 40 else None, label=label)
-        ax.set(title=name, xlabel="update", ylabel=ylabel)
+                sparse = len(s[0]) < n / 2                       # measured every few updates: draw the points
+                ax.plot(*s, marker="o" if sparse else "." if n < 40 else None, label=label)
+        ax.set(title=name, ylabel=ylabel)
         ax.grid(alpha=0.3)
         if ax.lines:
-            ax.legend(fontsize=7)
-    fig.suptitle(title)
+            ax.legend(fontsize=8.5, loc="best")
+    for ax in axes[-1]:
+        ax.set_xlabel("update")
+    last = h["update"][-1] + 1 if n else 0
+    fig.suptitle(f"{title}: update {last}" + (f" of {updates}" if updates else ""), fontsize=12)
     fig.tight_layout()
     return fig
 
 
 class PPODashboard:
-    """`on_log` callback: redraws `dashboard_figure` in place every `every` updates (and at the last one)."""
+    """`on_log` callback: redraws `dashboard_figure` in place every `every` updates and at the last one (give
+    `updates`, the run's number of updates, so the final figure shows the end of training)."""
 
-    def __init__(self, title: str = "PPO", every: int = 1):
-        self.title, self.every, self.handle, self.calls = title, every, None, 0
+    def __init__(self, title: str = "PPO", every: int = 1, updates: int | None = None):
+        self.title, self.every, self.updates, self.handle = title, every, updates, None
 
     def __call__(self, h: dict) -> None:
         from IPython.display import display
-        self.calls += 1
-        if self.calls % self.every:
+        done = len(h["update"])
+        if done % self.every and done != self.updates:
             return
-        fig = dashboard_figure(h, self.title)
+        fig = dashboard_figure(h, self.title, self.updates)
         if self.handle is None:
             self.handle = display(fig, display_id=True)
         else:
@@ -87,6 +96,41 @@ def win_rate_bars(results: dict[str, dict], title: str = "gold win rate against 
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return ax
+
+
+def failure_shift_rows(before: list[dict], after: list[dict], names: tuple[str, str] = ("SFT", "PPO")) -> list[dict]:
+    """Per category, two policies' eval samples on the same prompts: failure rates, answers that newly fail and newly
+    pass, and what the new failures lack: nothing of what was asked (helpful part 0: an answer to another question)
+    or the truth (truthful part below 0.5). A response fails when any gold part is below 0.5."""
+    old = {r["id"]: r for r in before}
+    a, b = names
+    rows = []
+    for cat in dict.fromkeys(r["category"] for r in after):
+        rs = [r for r in after if r["category"] == cat]
+        new = [r for r in rs if r["failed"] and not old[r["id"]]["failed"]]
+        rows.append({"category": cat, f"{a} failure rate": sum(old[r["id"]]["failed"] for r in rs) / len(rs),
+                     f"{b} failure rate": sum(r["failed"] for r in rs) / len(rs), "newly failed": len(new),
+                     "newly passing": sum(old[r["id"]]["failed"] and not r["failed"] for r in rs),
+                     "new failures: helpful 0": sum(r["parts"]["helpful"] == 0 for r in new),
+                     "new failures: untruthful": sum(r["parts"]["truthful"] < 0.5 for r in new)})
+    return rows
+
+
+def new_failure_examples(before: list[dict], after: list[dict], names: tuple[str, str] = ("SFT", "PPO"),
+                         per_category: int = 1, lang: str = "en") -> list[dict]:
+    """Answers that passed before and fail after, side by side: the first `per_category` of each category, those in
+    `lang` first."""
+    old = {r["id"]: r for r in before}
+    a, b = names
+    out, seen = [], {}
+    for r in sorted(after, key=lambda r: r["lang"] != lang):
+        o = old[r["id"]]
+        if r["failed"] and not o["failed"] and seen.get(r["category"], 0) < per_category:
+            seen[r["category"]] = seen.get(r["category"], 0) + 1
+            out.append({"category": r["category"], "prompt": r["prompt"], a: o["response"], f"{a} gold": o["score"],
+                        b: r["response"], f"{b} gold": r["score"],
+                        f"{b} fails on": ", ".join(p for p, v in r["parts"].items() if v < 0.5)})
+    return out
 
 
 def overoptimization_plot(runs: dict[str, dict], axes=None):
@@ -137,7 +181,7 @@ def token_plot(mem, tokenizer, row: int | None = None, ax=None):
     ax.plot(mem.adv[b, :T], marker=".", label="advantage A_t (whitened)")
     ax.axhline(float(mem.scores[b]), color="gray", ls=":", label=f"RM score {float(mem.scores[b]):.2f}")
     ax.set_xticks(range(T), labels, rotation=90, fontsize=7)
-    ax.set_title(mem.records[b]["prompt"][:90])
+    ax.set_title(mem.records[b]["prompt"].split("\n")[0][:90])            # the first line: the request
     ax.legend(fontsize=7, ncol=4)
     ax.grid(alpha=0.3)
     ax.figure.tight_layout()

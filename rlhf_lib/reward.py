@@ -170,13 +170,21 @@ def ranking_pairs(rankings: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor
 
 
 def batch_loss(rewards: torch.Tensor, comps: list[Comparison], loss: str):
-    """(loss, pair accuracy) of one batch of prompts whose responses' rewards are concatenated in `rewards`."""
+    """(loss, pair accuracy) of one batch of prompts whose responses' rewards are concatenated in `rewards`.
+
+    The accuracy leaves out pairs of two identical responses, as `pair_metrics` does: the policy often samples the
+    same answer twice, both copies get the same reward, and no one can prefer one copy to the other (counted, they
+    would pull the curve below chance). NaN if the batch has no pair of different responses."""
     chosen, rejected, group = ranking_pairs([c.ranking for c in comps])                       # (N,) x3
-    pair_loss, stats = pairwise_loss_grouped(rewards, chosen, rejected, group)
+    pair_loss, _ = pairwise_loss_grouped(rewards, chosen, rejected, group)
+    texts = [r for c in comps for r in c.responses]
+    distinct = torch.tensor([texts[a] != texts[b] for a, b in zip(chosen.tolist(), rejected.tolist())])   # (N,)
+    right = (rewards[chosen] > rewards[rejected])[distinct].detach()
+    accuracy = right.float().mean() if len(right) else torch.tensor(float("nan"))
     if loss == "mse":
         target = torch.tensor([s for c in comps for s in c.scores], dtype=rewards.dtype)      # (M,)
-        return mse_reward_loss(rewards, target)[0], stats["accuracy"]
-    return pair_loss, stats["accuracy"]
+        return mse_reward_loss(rewards, target)[0], accuracy
+    return pair_loss, accuracy
 
 
 @torch.no_grad()

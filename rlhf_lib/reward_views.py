@@ -4,19 +4,32 @@ from __future__ import annotations
 import math
 import textwrap
 
-from .comparisons import Comparison, ComparisonData
+from .comparisons import Comparison, ComparisonData, pair_metrics
+from .world import HEDGE_MARKERS, HEDGES
 
 
-def comparison_rows(c: Comparison, max_chars: int = 110) -> list[dict]:
-    """One prompt's K responses as table rows, in the labeler's order."""
-    gold_order = sorted(range(len(c.gold)), key=lambda i: -c.gold[i])
-    rows = []
-    for rank, i in enumerate(c.ranking, 1):
-        text = c.responses[i] if len(c.responses[i]) <= max_chars else c.responses[i][:max_chars] + " …"
-        rows.append({"labeler rank": rank, "written by": c.kinds[i], "response": text,
-                     "labeler's score": round(c.scores[i], 3), "gold score": round(c.gold[i], 3),
-                     "gold rank": gold_order.index(i) + 1, "2nd labeler rank": c.second.index(i) + 1})
-    return rows
+def hedge_of(response: str) -> str:
+    """The hurried demonstrators' hedge a response carries ("" if none): what tells SFT's samples apart."""
+    return next((m for m in HEDGE_MARKERS if m in response), "")
+
+
+def distinct(c: Comparison) -> list[list[int]]:
+    """The prompt's distinct responses, each as the list of its copies' indices, in the labeler's order of the best
+    copy. The SFT policy often samples the same answer twice; copies are shown once."""
+    groups: dict[str, list[int]] = {}
+    for i in c.ranking:
+        groups.setdefault(c.responses[i], []).append(i)
+    return list(groups.values())
+
+
+def comparison_rows(c: Comparison) -> list[dict]:
+    """One prompt's responses as table rows, whole (the hedge that tells them apart is at their end), copies of one
+    answer merged into one row with the ranks each copy got, in the labeler's order."""
+    ranks = lambda order, ids: ", ".join(str(order.index(i) + 1) for i in ids)       # noqa: E731
+    return [{"labeler's ranks": ranks(c.ranking, ids), "copies": len(ids), "written by": c.kinds[ids[0]],
+             "response": c.responses[ids[0]], "hedge": hedge_of(c.responses[ids[0]]) or "—",
+             "gold score": round(c.gold[ids[0]], 3), "2nd labeler's ranks": ranks(c.second, ids)}
+            for ids in distinct(c)]
 
 
 def plot_reward_hist(metrics: dict, ax=None):
@@ -49,7 +62,7 @@ def plot_ceiling(results: dict, labeler: dict, ax=None):
     for x, a, g in zip(xs, vs_labels, vs_gold):
         ax.text(x - 0.2, a + 0.01, f"{a:.3f}", ha="center", fontsize=8)
         ax.text(x + 0.2, g + 0.01, f"{g:.3f}", ha="center", fontsize=8)
-    ax.axhline(0.5, color="grey", ls=":", lw=1)
+    ax.axhline(0.5, color="grey", ls=":", lw=1, label="chance (0.5)")
     ax.set_xticks(list(xs), names, fontsize=8)
     ax.set(ylim=(0.4, 1.0), ylabel="pairwise accuracy (held-out)", title="the reward model against its ceiling")
     ax.legend(fontsize=8, loc="upper left")
@@ -66,10 +79,24 @@ def data_summary(data: ComparisonData) -> str:
             f"{pairs:,} training pairs")
 
 
-def pick_example(comps: list[Comparison], category: str = "false_premise") -> Comparison:
-    """A readable comparison for the lesson: English, with SFT samples, K ≥ 7, preferably of `category`."""
-    readable = [c for c in comps if c.record.get("lang") == "en" and "sft" in c.kinds and len(c.responses) >= 7]
-    return next((c for c in readable if c.record.get("category") == category), (readable or comps)[0])
+def _bare(response: str) -> str:
+    """The response without a hedge at its end."""
+    for hedge in (h for lang in HEDGES.values() for h in lang):
+        if response.endswith(hedge):
+            return response[:-len(hedge)].rstrip()
+    return response
+
+
+def pick_example(comps: list[Comparison], category: str = "factual") -> Comparison:
+    """A readable comparison for the lesson: English, with SFT samples, at least 5 distinct responses, one answer
+    among them both with and without the hedge, the hedge costing it gold score; the first of `category` if there is
+    one. A fixed rule, not the prompt on which the reward model looks best."""
+    def readable(c: Comparison) -> bool:
+        gold = dict(zip(c.responses, c.gold))
+        hedge_costs = any(_bare(r) != r and gold.get(_bare(r), 0.0) > gold[r] for r in gold)
+        return c.record.get("lang") == "en" and "sft" in c.kinds and len(distinct(c)) >= 5 and hedge_costs
+    shown = [c for c in comps if readable(c)]
+    return next((c for c in shown if c.record.get("category") == category), (shown or comps)[0])
 
 
 def metrics_summary(m: dict) -> str:
@@ -78,15 +105,22 @@ def metrics_summary(m: dict) -> str:
             f"{m['wall_s']} s")
 
 
-
-
 def variant_rows(results: dict) -> list[dict]:
     return [{"reward model": name, "held-out accuracy (vs the labeler)": m["heldout_accuracy"],
              "gold accuracy": m["gold_accuracy"], "ceiling (2nd labeler)": m["labeler_agreement"],
              "seconds": m["wall_s"]} for name, m in results.items()]
 
 
-def scored_rows(c: Comparison, rewards: list[float], max_chars: int = 110) -> list[dict]:
-    """One prompt's responses with their rewards, in the labeler's order."""
-    return [{"labeler rank": rank, "written by": c.kinds[i], "response": c.responses[i][:max_chars],
-             "reward": rewards[i], "gold score": c.gold[i]} for rank, i in enumerate(c.ranking, 1)]
+def scored_rows(c: Comparison, rewards: list[float]) -> list[dict]:
+    """One prompt's distinct responses with their rewards, in the labeler's order (copies score alike: one row)."""
+    return [{"labeler's ranks": ", ".join(str(c.ranking.index(i) + 1) for i in ids), "response": c.responses[ids[0]],
+             "reward": round(rewards[ids[0]], 3), "gold score": round(c.gold[ids[0]], 3)} for ids in distinct(c)]
+
+
+def prompt_agreement(c: Comparison, rewards: list[float]) -> str:
+    """On one prompt's pairs of distinct responses: how often the reward orders them as the labeler did, and as
+    gold did (gold ties left out), as `comparisons.pair_metrics` counts over all held-out prompts."""
+    m = pair_metrics([c], [rewards])
+    return (f"on this prompt the reward model orders {m['accuracy'] * m['n_pairs']:.0f} of {m['n_pairs']} pairs of "
+            f"distinct responses as the labeler did, {m['gold_accuracy'] * m['n_gold_pairs']:.0f} of "
+            f"{m['n_gold_pairs']} as the gold labeler does")

@@ -16,8 +16,8 @@ FLOORS = (                                  # bottom first; a module may import 
     ("comparisons", "rollout", "ppo_diagnostics", "evaluation", "probes", "chatllama_bugs"),
     ("pretrain", "sft", "reward", "ppo"),
     ("pipeline",),
-    ("cli", "cli_help", "distributed", "deepspeed_config", "plots", "ppo_plots", "reward_views", "widgets", "scaling",
-     "__main__", "__init__"),
+    ("cli", "cli_help", "cli_checks", "distributed", "deepspeed_config", "plots", "ppo_plots", "reward_views",
+     "widgets", "scaling", "lesson", "try_prompt", "__main__", "__init__"),
 )
 FLOOR = {m: i for i, floor in enumerate(FLOORS) for m in floor}
 MODULES = sorted(p.stem for p in LIB.glob("*.py"))
