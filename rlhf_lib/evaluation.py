@@ -139,7 +139,7 @@ def evaluate(model, tokenizer, *, fmt: str, gen: GenerationConfig = DEFAULT_GENE
              records: list[dict] | None = None) -> tuple[dict, list[dict]]:
     """Sample one response per held-out prompt and judge it: (summary, rows)."""
     records = eval_prompts() if records is None else records
-    with tqdm(total=len(records), desc=f"evaluating ({fmt} prompts)", leave=False) as bar:
+    with tqdm(total=len(records), desc=f"evaluating ({fmt} prompts)") as bar:
         samples = generate(model, tokenizer, [r["prompt"] for r in records], gen, fmt=fmt, seed=seed, progress=bar)
     rows = judge_samples(records, [s.response for s in samples], [s.ended for s in samples])
     return summarize(rows), rows

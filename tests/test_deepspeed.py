@@ -26,7 +26,7 @@ SFT = ["sft.max_len=512", "sft.batch_size=16", "sft.epochs=1", "sft.eval_every=3
 RM = ["rm.max_len=512", "rm.n_prompts=20", "rm.written=9", "rm.sft_samples=1", "rm.lr=3e-3", "rm.epochs=3"]
 PPO = ["ppo.updates=4", "ppo.batch_size=8", "ppo.minibatch_size=4", "ppo.sampling.max_new_tokens=16",
        "ppo.evaluate=false", "ppo.gold_every=0"]
-PER_RANK = ("wall_s",)                                   # the only figure each rank measures for itself
+PER_RANK = ("wall_s", "train_s")                         # the only figures each rank measures for itself
 
 
 @pytest.fixture(scope="module")
