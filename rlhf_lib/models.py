@@ -7,7 +7,6 @@ folder holds, so a real checkpoint on disk can be dropped in (see the README). C
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from .checksums import mismatch
 from .config import knob, validate
 
 
@@ -75,28 +75,19 @@ def fix_for(folder: Path, restore: str = "restore it from a backup") -> str:
 
 
 def check_folder(folder: Path) -> None:
-    """Before loading: each file the folder's stage.json recorded still has its size and sha256 (the record that
-    stages.py writes; it imports this module, so it cannot be imported here), and each .safetensors file is whole
-    (its header's tensors end where the file ends)."""
+    """Before loading: each file the folder's stage.json recorded still has its size and sha256 (the records that
+    `stages` writes, checked with the same `checksums.mismatch`), and each .safetensors file is whole (its header's
+    tensors end where the file ends)."""
     try:
         recorded = json.loads((folder / "stage.json").read_text(encoding="utf-8")).get("files") or {}
     except (OSError, ValueError, AttributeError):
         recorded = {}                        # not a stage folder, or one saved before checksums
     for rel, rec in recorded.items():
         path = folder / rel
-        if path.is_file() and isinstance(rec, dict) and rec.get("size") != path.stat().st_size:
-            raise CheckpointError(f"{path} has {path.stat().st_size} bytes where {rec.get('size')} were written "
-                                  f"(truncated or overwritten): {fix_for(folder)}")
-        if path.is_file() and isinstance(rec, dict) and rec.get("sha256") != sha256(path):
-            raise CheckpointError(f"{path} differs from the file that was written (its sha256 is not the one "
-                                  f"stage.json recorded): {fix_for(folder)}")
+        if path.is_file() and isinstance(rec, dict) and (why := mismatch(path, rec)):
+            raise CheckpointError(f"{path} {why}: {fix_for(folder)}")
     for path in sorted(folder.glob("*.safetensors")):
         check_safetensors(path, fix_for(folder))
-
-
-def sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def check_safetensors(path: Path, fix: str) -> None:

@@ -16,7 +16,6 @@ checksums load unverified. Training a missing stage is the registry's job (`pipe
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -30,6 +29,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from .checksums import mismatch, sha256
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("RLHF_DATA", ROOT / "data"))
 ARTIFACTS = Path(os.environ.get("RLHF_ARTIFACTS", ROOT / "artifacts"))
@@ -39,7 +40,6 @@ HOST = re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24]    # in leftover n
 LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>partial|old)-(?P<pid>\d+)-(?P<host>[A-Za-z0-9]*)-[a-z0-9_]+$")
 JOURNAL = re.compile(r"^\.(?P<names>.+)\.swap-(?P<pid>\d+)-(?P<host>[A-Za-z0-9]*)$")
 
-_HASHES: dict[str, tuple[int, int, str]] = {}   # path -> (mtime_ns, size, sha256) of the files hashed already
 _GROUP: dict[str, Path | None] | None = None    # inside `together`: stage -> its sealed folder, waiting to commit
 
 
@@ -112,26 +112,6 @@ def status(name: str, *, verify: bool = False, folder: Path | None = None) -> St
                if (folder / rel).is_file() and (why := mismatch(folder / rel, rec, verify=verify))]
     state = "incomplete" if missing else "damaged" if damaged else "complete"
     return Status(name, folder, state, present, tuple(missing + damaged), True)
-
-
-def mismatch(path: Path, rec, *, verify: bool = True) -> str | None:
-    """How `path` differs from its record {"size", "sha256"} in stage.json, or None if it matches."""
-    if not isinstance(rec, dict) or not isinstance(rec.get("size"), int) or not isinstance(rec.get("sha256"), str):
-        return "has a malformed record in stage.json"
-    if (size := path.stat().st_size) != rec["size"]:
-        return f"has {size} bytes where {rec['size']} were written (truncated or overwritten)"
-    if verify and sha256(path) != rec["sha256"]:
-        return "differs from the file that was written (its sha256 is not the one stage.json recorded)"
-
-
-def sha256(path: Path) -> str:
-    """The file's sha256, hashed once per process and then cached by modification time and size."""
-    st, key = path.stat(), str(path)
-    if (cached := _HASHES.get(key)) and cached[:2] == (st.st_mtime_ns, st.st_size):
-        return cached[2]
-    with open(path, "rb") as f:
-        _HASHES[key] = (st.st_mtime_ns, st.st_size, hashlib.file_digest(f, "sha256").hexdigest())
-    return _HASHES[key][2]
 
 
 def exists(name: str) -> bool:

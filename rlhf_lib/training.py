@@ -171,8 +171,8 @@ def save_stage(par: Parallel, name: str, model, tokenizer, info: dict, metrics: 
     """Write stage `name` once, atomically: the model (safetensors; `write_model(folder)` instead if given), the
     tokenizer, stage.json and metrics.json. Under DeepSpeed `info` and `metrics` also get `par.info`, and the
     weights of `gather` (default: the model) are gathered from every rank first."""
-    if par.info is not None:
-        info, metrics = {**info, "distributed": par.info}, metrics
+    if par.info is not None:                      # the caller's metrics gain it too: they are what `run` returns
+        info = {**info, "distributed": par.info}
         metrics["distributed"] = par.info
 
     def write(tmp: Path) -> None:

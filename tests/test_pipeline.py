@@ -21,12 +21,6 @@ def tok():
     return train_tokenizer(TEXTS, vocab_size=400)
 
 
-@pytest.fixture
-def artifacts(tmp_path, monkeypatch):
-    monkeypatch.setattr(stages, "ARTIFACTS", tmp_path / "artifacts")
-    return tmp_path / "artifacts"
-
-
 @pytest.mark.parametrize("text", ["달 착륙을 여섯 살 아이에게 설명해 주세요.", "Ünïcödé ✓ 😀 e\u0301 (NFD) 한글",
                                   "  two  spaces\n\ttab"])
 def test_tokenizer_round_trips_exactly(tok, text):

@@ -82,12 +82,6 @@ def tok():
     return train_tokenizer(TEXTS, vocab_size=300)
 
 
-@pytest.fixture
-def artifacts(tmp_path, monkeypatch):
-    monkeypatch.setattr(stages, "ARTIFACTS", tmp_path / "artifacts")
-    return tmp_path / "artifacts"
-
-
 def files(folder: Path) -> dict[str, str]:
     """sha256 of every file in `folder`."""
     return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
