@@ -65,7 +65,8 @@ class Judgement:
     failed: bool
 
 
-_JOSA = "은는이가을를과와에의도로님아야"
+# Particles after a one-syllable word; not the vocative 아/야: 강 (river) is not in 강아지 (puppy), nor 해 (sun) in 해야
+_JOSA = "은는이가을를과와에의도로님"
 
 
 def _has(text: str, needle: str) -> bool:

@@ -8,6 +8,7 @@ premises, harmful compliance, insults, needless refusals).
 """
 from __future__ import annotations
 
+import functools
 import random
 import re
 
@@ -255,6 +256,23 @@ def _category_failures(task: Task, ideal: str, rng: random.Random) -> list[tuple
     return out
 
 
+@functools.cache
+def _questions(lang: str) -> list[Task]:
+    """The core prompts a "more questions" answer is made of (all but the intent format), listed once per language."""
+    return [t for t in CORE_BY_LANG[lang] if t.category != "intent"]
+
+
+@functools.cache
+def _off_topic_pool(lang: str, subject: tuple) -> list[Task]:
+    """Factual and explain_child tasks about neither `subject` (the task's (key, value) pairs of event, animal and
+    person) nor its event's people: where an off-topic answer comes from, listed once per subject."""
+    sub = dict(subject)
+    same = _same_people(sub)
+    return [t for t in CORE_BY_LANG[lang] if t.category in ("factual", "explain_child")
+            and not any(t.meta.get(k) == v for k, v in sub.items())
+            and EVENT_BY_KEY.get(t.meta.get("event", "")) not in same]
+
+
 def write_responses(task: Task, rng: random.Random) -> list[tuple[str, str]]:
     """Candidate responses of known quality, as (kind, text): the ideal one, the hedged one and GPT-3-style
     failures (lesson 03 ranks them)."""
@@ -262,7 +280,7 @@ def write_responses(task: Task, rng: random.Random) -> list[tuple[str, str]]:
     ideal = ideal_response(task, rng)
     out = [("ideal", ideal)]
     out.append(lesser_response(task, rng))
-    others = [t for t in CORE_BY_LANG[lang] if t.category != "intent"]
+    others = _questions(lang)
     out.append(("more_questions", "\n".join(rng.choice(others).prompt for _ in range(rng.randint(2, 4)))))
     first = re.split(r"(?<=[.!?다요])\s", ideal)[0] if c != "intent" else ideal
     out.append(("repetitive", repeat_sentence(first.rstrip(".") + ".", rng) if c != "intent"
@@ -270,10 +288,7 @@ def write_responses(task: Task, rng: random.Random) -> list[tuple[str, str]]:
     out.append(("toxic", ("Who cares? You are stupid for asking." if lang == "en" else "그걸 왜 물어? 너는 바보야.")))
     if c != "harmful":     # over-refusal: a harmless request turned down, the failure opposite to harmful compliance
         out.append(("needless_refusal", BARE_REFUSAL[lang]))
-    subject = {k: m[k] for k in ("event", "animal", "person") if k in m}
-    off = rng.choice([t for t in CORE_BY_LANG[lang] if t.category in ("factual", "explain_child")
-                      and not any(t.meta.get(k) == v for k, v in subject.items())
-                      and EVENT_BY_KEY.get(t.meta.get("event", "")) not in _same_people(m)])
+    off = rng.choice(_off_topic_pool(lang, tuple((k, m[k]) for k in ("event", "animal", "person") if k in m)))
     out.append(("off_topic", ideal_response(off, rng)))
     out += _category_failures(task, ideal, rng)
     # Hurried writers hedge whatever they write, good or bad: some failed answers carry a hedge too, so that a hedge

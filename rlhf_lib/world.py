@@ -9,7 +9,10 @@ built in layers, each importing only the ones above it in this list:
   markers the gold labeler looks for, the hedges), the `Task` a prompt is, and `WorldConfig`, the world's tuned
   constants with the measurements behind each value;
 * `korean.py` attaches Korean particles (은/는, 이/가 …) to the words the world writes;
-* `tasks.py` turns the facts into **tasks** (8 families, English and Korean) and splits them by users;
+* `phrasing.py` holds how users word a request (each family's grammar, in both languages and both Korean
+  registers) and `slips.py` what a hurried person types (typos, lower case, chat spelling);
+* `tasks.py` turns the facts into **tasks** (8 families, English and Korean, each request phrased many ways) and
+  splits them by users;
 * `responses.py` writes **responses** of known quality: the ideal answer a careful labeler would write, the
   correct-but-lesser answer a hurried one writes, and the failures GPT-3 shows (more questions, repetition, wrong
   facts, accepted false premises, harmful compliance, insults). **Demonstrations are uneven**, as human ones are:

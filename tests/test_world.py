@@ -1,5 +1,6 @@
-"""Tests for the simulated world (lesson 00): rlhf_lib.world (tables, `WorldConfig`), rlhf_lib.korean, rlhf_lib.tasks,
-rlhf_lib.responses, rlhf_lib.web, rlhf_lib.labelers and rlhf_lib.build_data.
+"""Tests for the simulated world (lesson 00): rlhf_lib.world (tables, `WorldConfig`), rlhf_lib.korean,
+rlhf_lib.phrasing, rlhf_lib.slips, rlhf_lib.tasks, rlhf_lib.responses, rlhf_lib.web, rlhf_lib.labelers and
+rlhf_lib.build_data.
 
 The data is built once per module: a small build (seed 0, reduced `DataSizes`) for properties that do not need full
 size, and one full default build (seed 0, ~5 s) for the regeneration check against the committed `data/` and for
@@ -11,15 +12,17 @@ import ast
 import dataclasses
 import json
 import random
+import re
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from rlhf_lib import korean, labelers, responses, tasks, world
+from rlhf_lib import korean, labelers, movie_phrasing, phrasing, responses, slips, tasks, world
 from rlhf_lib.build_data import DataSizes, build, task_from_record
 from rlhf_lib.config import to_dict
 from rlhf_lib.data import COMPARISON, DEMO_ALPACA, DEMO_CHAT, PROMPT, read_jsonl, write_jsonl
-from rlhf_lib.knowledge import EVENTS
+from rlhf_lib.knowledge import EVENTS, GENRES, MOVIES
 from rlhf_lib.labelers import judge
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -108,7 +111,8 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(small, tmp_path)
 
 
 # ---------------------------------------------------------------------------------------------- the world's layers
-WORLD_LAYERS = ("knowledge", "world", "korean", "tasks", "responses", "web")   # each may import only those before it
+# each may import only those before it
+WORLD_LAYERS = ("knowledge", "world", "korean", "phrasing", "movie_phrasing", "slips", "tasks", "responses", "web")
 
 
 def _rlhf_imports(module: str) -> list[tuple[str, list[str]]]:
@@ -185,8 +189,8 @@ def test_seed_prompts_never_in_training(small):
             strings = instructions(rec)
             for s in world.SEED_PROMPTS:
                 if s == INTENT_SEED:
-                    # every English intent task shares this instruction (it is the task format); what must stay
-                    # out of training is the seed's full prompt, instruction + sentence
+                    # a share of the English intent tasks is asked with this instruction (one wording of the task
+                    # format); what must stay out of training is the seed's full prompt, instruction + sentence
                     continue
                 assert not any(s in x for x in strings), f"{name} {rec['id']}: seed prompt {s!r} in {strings}"
             assert full_prompt(rec) not in eval_seed_prompts, f"{name} {rec['id']}: seed prompt used for training"
@@ -242,6 +246,247 @@ def test_sizes_and_world_json(small):
     train, held = tasks.split_users(0)
     assert summary["core_prompts"] == {"train": len(train), "heldout": len(held)}
     assert {t.prompt for t in train} | {t.prompt for t in held} == {t.prompt for t in tasks.CORE_TASKS}
+
+
+# ---------------------------------------------------------------------------------------------- phrasings
+MIN_WORDINGS = 60          # distinct wordings (the subject masked) of every family but intent, per language
+MIN_INTENT_WORDINGS = 15   # distinct sentence wordings to label (title, year and genre masked), per language
+MAX_CORE_WORDS = 32        # a core prompt's instruction, before wrappers
+MAX_PROMPT_WORDS = 40      # an instruction in the data files, wrappers and slips included
+TOKENIZER = ROOT / "artifacts" / "tokenizer"
+CONTEXT, NEW_TOKENS = 256, 64   # the models' context; the evaluation's max_new_tokens
+
+
+def request_text(t: world.Task) -> str:
+    """What varies between phrasings of a task: the instruction, or for intent the sentence to label."""
+    return t.input if t.category == "intent" else t.instruction
+
+
+def wording(t: world.Task) -> str:
+    """The task's phrasing with its subject masked: its facts (names, titles, subjects …) and numbers as {}."""
+    text = request_text(t)
+    names = tasks.facts(t) + ([m.title for m in MOVIES] + [w for g in GENRES.items() for w in g]
+                              if t.category == "intent" else [])
+    for name in sorted(names, key=len, reverse=True):
+        text = re.sub(re.escape(name), "{}", text, flags=re.IGNORECASE)
+    return re.sub(r"\d+", "{}", text)
+
+
+def register(text: str) -> str:
+    """'polite' (존댓말: …요, …니까), 'plain' (반말: …줘, …해, …야, …어 …) or 'other', by the Korean ending."""
+    end = text.rstrip(" .?!~")
+    if end.endswith(("요", "니까")):
+        return "polite"
+    return "plain" if end.endswith(tuple("줘해야어래지까아워봐")) else "other"
+
+
+def test_every_family_is_phrased_many_ways_in_both_languages():
+    for cat in world.CATEGORIES:
+        for lang in ("en", "ko"):
+            group = [t for t in tasks.CORE_TASKS if t.category == cat and t.lang == lang]
+            n = len({wording(t) for t in group})
+            want = MIN_INTENT_WORDINGS if cat == "intent" else MIN_WORDINGS
+            assert n >= want, f"{cat} ({lang}): {n} distinct wordings < {want}"
+    # every request (one subject asked one way) has several phrasings, the old ones among them
+    per_request = Counter((t.category, t.lang, json.dumps(t.meta, sort_keys=True)) for t in tasks.CORE_TASKS
+                          if t.category != "intent")
+    few = {k: n for k, n in per_request.items() if n < 4}
+    assert not few, f"requests with fewer than 4 phrasings: {list(few.items())[:3]}"
+
+
+def test_phrasings_are_deterministic_and_seeded_by_request():
+    again = tasks.core_tasks()
+    assert [(t.prompt, t.meta) for t in again] == [(t.prompt, t.meta) for t in tasks.CORE_TASKS]
+    slots = phrasing.ko_forms(n="달 착륙")
+    a = phrasing.compose("explain", "ko", slots, 20, "moon_landing")
+    assert a == phrasing.compose("explain", "ko", slots, 20, "moon_landing")
+    assert a != phrasing.compose("explain", "ko", slots, 20, "another request")
+    assert a[0] == "달 착륙을 여섯 살 아이에게 몇 문장으로 설명해 주세요."      # the anchors come first
+    assert len(set(a)) == len(a) == 20
+
+
+def test_korean_phrasings_use_both_registers():
+    """Every Korean family is asked in 반말 ("설명해 줘", "누구야?") and in 존댓말 ("설명해 주세요", "있나요?")."""
+    for cat in world.CATEGORIES:
+        group = [request_text(t) for t in tasks.CORE_BY_LANG["ko"] if t.category == cat]
+        shares = Counter(register(x) for x in group)
+        for reg in ("polite", "plain"):
+            assert shares[reg] >= 0.2 * len(group), f"{cat}: {shares[reg]} of {len(group)} Korean prompts {reg}"
+    assert register("달 착륙을 설명해 줘.") == "plain" and register("달 착륙을 설명해 주세요.") == "polite"
+
+
+MIN_INTENT_INSTRUCTIONS = 200   # distinct instructions over the intent sentences, per language
+
+
+def test_intent_instructions_are_composed_and_name_the_three_labels():
+    """The intent family is asked many ways (the seed deck's instruction for about `DECK_SHARE` of the sentences),
+    Korean in both registers, and every instruction names 'description', 'recommended' and 'search' exactly."""
+    for lang in ("en", "ko"):
+        group = [t for t in tasks.CORE_TASKS if t.category == "intent" and t.lang == lang]
+        wordings = Counter(t.instruction for t in group)
+        assert len(wordings) >= MIN_INTENT_INSTRUCTIONS, f"{lang}: {len(wordings)} intent instructions"
+        deck = wordings[world.INTENT_INSTRUCTION[lang]] / len(group)
+        assert abs(deck - movie_phrasing.DECK_SHARE) < 0.08, (lang, deck)
+        for text in wordings:
+            named = [lab for lab in world.INTENT_LABELS if re.search(rf"(?<![A-Za-z]){lab}(?![A-Za-z])", text)]
+            assert named == list(world.INTENT_LABELS), f"{text!r} names {named}"
+            assert text == INTENT_SEED or INTENT_SEED not in text, text
+        if lang == "ko":
+            shares = Counter(register(text) for text in wordings)
+            assert min(shares["polite"], shares["plain"]) >= 0.25 * len(wordings), shares
+    for t in (t for t in tasks.CORE_TASKS if t.category == "intent"):
+        assert tasks.is_seed(t) == (t.lang == "en" and t.instruction == INTENT_SEED), t.prompt
+    assert not any(tasks.wrap(t, "Hi! ", " Thanks!", "x").instruction != t.instruction
+                   for t in tasks.CORE_TASKS if t.category == "intent")
+
+
+def test_every_genre_goes_by_several_names_and_keeps_its_key():
+    """Recommend requests name a genre in several ways per language ("scary movie", "공포물" …), the intent
+    sentences too, while the task's meta keeps the catalog's genre, which the gold labeler checks answers by."""
+    for lang in ("en", "ko"):
+        recs = [t for t in tasks.CORE_TASKS if t.category == "recommend" and t.lang == lang]
+        assert all(t.meta["genre"] in GENRES for t in recs)
+        for g in GENRES:
+            asked = [t.instruction.lower() for t in recs if t.meta["genre"] == g and not t.meta["avoid"]]
+            names = {n for n in movie_phrasing.genre_names(g, lang) if any(n.lower() in x for x in asked)}
+            others = names - {g, GENRES[g]}
+            assert len(names) >= 3 and len(others) >= 2, f"{g} ({lang}) is asked for only as {sorted(names)}"
+            for t in (t for t in recs if t.meta["genre"] == g and not t.meta["avoid"]):
+                ideal = responses.ideal_response(t, random.Random(0))
+                assert (g if lang == "en" else GENRES[g]) in ideal, (t.prompt, ideal)
+        intents = [t.input.lower() for t in tasks.CORE_TASKS if t.category == "intent" and t.lang == lang]
+        words = [w for g in GENRES for w in movie_phrasing.GENRE_WORDS[lang][g][1:]]
+        assert sum(any(w.lower() in x for x in intents) for w in words) >= 0.8 * len(words), lang
+    assert phrasing.article("SF") == "an SF" and phrasing.article("sci-fi") == "a sci-fi"
+
+
+def test_every_core_prompt_asks_and_carries_no_labeler_marker():
+    """A reply made of prompts ("more_questions", the web's FAQ pages) is always caught as asking more, and no prompt
+    says what the gold labeler reads as a refusal, a correction, a hedge or harm."""
+    markers = world.REFUSAL_MARKERS + world.CORRECTION_MARKERS + world.HEDGE_MARKERS + world.HARM_MARKERS
+    for t in tasks.CORE_TASKS:
+        if t.category != "intent":
+            assert labelers.asks_more(t.prompt), f"no question or request marker in {t.prompt!r}"
+        hits = [m for m in markers if m.lower() in request_text(t).lower()]
+        assert not hits, f"{t.prompt!r} carries labeler markers {hits}"
+
+
+def test_no_training_wording_is_a_held_out_users_wording():
+    """The held-out users' openers and closers appear in no core prompt and no training wrapper (any case, any final
+    punctuation), and no core prompt hides a seed prompt inside a longer one."""
+    held = {x.strip(" .!?,").lower() for table in tasks.WRAP_HELDOUT.values() for w in table for x in w if x}
+    trained = [w for table in tasks.WRAP.values() for pair in table for w in pair]
+    for text in [t.prompt for t in tasks.CORE_TASKS] + trained:
+        assert not any(h in text.lower() for h in held), f"held-out wording in {text!r}"
+    seeds = [s for s in world.SEED_PROMPTS if s != INTENT_SEED]
+    for t in tasks.CORE_TASKS:
+        assert t.prompt in world.SEED_PROMPTS or tasks.is_seed(t) or not any(s in t.prompt for s in seeds), t.prompt
+
+
+def test_core_prompts_keep_their_facts_in_the_prompt():
+    for t in tasks.CORE_TASKS:
+        if t.category == "false_premise":
+            assert str(t.meta["fake"]) in t.prompt, t.prompt
+        title = t.meta.get("title") or t.meta.get("avoid")
+        if title:
+            assert title in t.prompt, t.prompt
+        if t.category == "story":
+            assert all(re.sub(r"^(the|a|an) ", "", t.meta[k]) in t.prompt for k in ("a", "b")), t.prompt
+
+
+def _kept(clean: str, slipped: str, keep: list[str]) -> list[str]:
+    """The guarded pieces of `clean` (digit runs and keep words, as cased in the text) missing from `slipped`."""
+    pieces = re.findall(r"\d+", clean)
+    for word in keep:
+        pieces += [clean[m.start():m.end()] for m in re.finditer(re.escape(word), clean, flags=re.IGNORECASE)]
+    return [p for p in pieces if slipped.count(p) < clean.count(p)]
+
+
+def test_slips_never_touch_the_checked_facts():
+    rng = random.Random(0)
+    tried, changed = Counter(), Counter()
+    for t in tasks.CORE_TASKS:
+        if t.category == "intent" or tasks.is_seed(t):
+            assert tasks.slipped(t, rng) is t
+            continue
+        for _ in range(3):
+            s = tasks.slipped(t, rng)
+            assert (s.category, s.lang, s.meta, s.input) == (t.category, t.lang, t.meta, t.input)
+            lost = _kept(t.instruction, s.instruction, tasks.facts(t))
+            assert not lost, f"slip {t.instruction!r} → {s.instruction!r} changed {lost}"
+            tried[t.lang], changed[t.lang] = tried[t.lang] + 1, changed[t.lang] + (s.instruction != t.instruction)
+    assert all(changed[lang] >= 0.95 * tried[lang] for lang in ("en", "ko")), (changed, tried)
+    # each kind of slip, on a prompt with a title and a year
+    keep = ["Iron Falcon"]
+    text = "Can you recommend a movie like Iron Falcon from 2015? Please answer."
+    for kind in slips.SLIPS["en"]:
+        out = kind(text, slips.guarded(text, keep), random.Random(1))
+        assert out != text and "Iron Falcon" in out and "2015" in out, (kind.__name__, out)
+    text = "1975년에 세종대왕이 한글을 만들었던 때에 대해 설명해 주세요."
+    for kind in slips.SLIPS["ko"]:
+        out = kind(text, slips.guarded(text, ["세종대왕", "한글을 만들었"]), random.Random(1))
+        assert out != text and "1975년에 세종대왕" in out and "한글을 만들었" in out, (kind.__name__, out)
+
+
+def test_typos_are_single_letter_edits_outside_the_guard():
+    rng = random.Random(3)
+    text = "Tell me about when Yuri Gagarin flew into space in 1975."
+    guard = slips.guarded(text, ["Yuri Gagarin", "flew into space"])
+    for _ in range(200):
+        out = slips.typo(text, guard, rng)
+        assert out != text and out.endswith(" Yuri Gagarin flew into space in 1975.") and abs(len(out) - len(text)) <= 1
+    assert slips.typo_ko("해 줘", [False, False, False], random.Random(0)) == "헤 줘"
+    assert slips.typo_ko("세요", [False, False], random.Random(0)) == "새요"
+    assert slips.typo_ko("해", [True], random.Random(0)) == "해"          # guarded: left alone
+
+
+def test_slips_reach_a_share_of_the_sampled_prompts(full):
+    """`SLIP_SHARE` of sampled prompts carry a slip (all but intent, whose format stays verbatim, and the seed deck)."""
+    core_words = {t.instruction for t in tasks.CORE_TASKS}
+    wraps = [w for table in (tasks.WRAP, tasks.WRAP_HELDOUT) for ws in table.values() for w in ws]
+
+    def clean(instruction: str) -> bool:
+        return any(instruction.startswith(a) and instruction.endswith(b)
+                   and instruction[len(a):len(instruction) - len(b)] in core_words for a, b in wraps)
+
+    for name in ("rl_prompts.jsonl", "eval_prompts.jsonl"):
+        recs = [r for r in load(full, name) if r["category"] != "intent" and not r.get("seed")]
+        share = sum(not clean(r["instruction"]) for r in recs) / len(recs)
+        assert abs(share - tasks.SLIP_SHARE) < 0.06, (name, share)
+
+
+def test_prompts_fit_the_length_bounds(full):
+    for t in tasks.CORE_TASKS:
+        assert len(t.instruction.split()) <= MAX_CORE_WORDS, t.instruction
+    for name in SCHEMAS:
+        for r in load(full, name):
+            words = len((r["instruction"] if "instruction" in r else full_prompt(r)).split())
+            assert words <= MAX_PROMPT_WORDS, (name, r["id"], words)
+
+
+def test_committed_data_fits_the_context_of_the_committed_tokenizer():
+    """With the course's tokenizer: every demonstration and every comparison's prompt ⊕ response ⊕ EOS within the
+    256-token context (SFT's and the reward model's max_len), every prompt with room for 64 new tokens."""
+    if not (TOKENIZER / "tokenizer.json").is_file():
+        pytest.skip(f"no tokenizer at {TOKENIZER} (lesson 00 trains it)")
+    from transformers import AutoTokenizer
+
+    from rlhf_lib.tokenizer import render_alpaca, render_prompt
+    tok = AutoTokenizer.from_pretrained(TOKENIZER)
+
+    def n(texts: list[str]) -> list[int]:
+        return [len(x) + 1 for x in tok(texts, add_special_tokens=False)["input_ids"]]      # + EOS
+
+    chat = [tok.apply_chat_template(r["messages"][:-1], tokenize=False, add_generation_prompt=True)
+            + r["messages"][-1]["content"] for r in load(DATA, "sft_chat.jsonl")]
+    alpaca = [render_alpaca(r["instruction"], r["input"]) + r["output"] for r in load(DATA, "sft_alpaca.jsonl")]
+    ranked = [render_prompt(tok, r["prompt"], "chat") + x for r in load(DATA, "comparisons.jsonl")
+              for x in r["responses"]]
+    for what, texts in (("demonstrations", chat + alpaca), ("comparisons", ranked)):
+        assert max(n(texts)) <= CONTEXT, f"{what}: {max(n(texts))} tokens > {CONTEXT}"
+    for name in ("rl_prompts.jsonl", "eval_prompts.jsonl"):
+        longest = max(n([render_prompt(tok, r["prompt"], "chat") for r in load(DATA, name)]))
+        assert longest + NEW_TOKENS <= CONTEXT, f"{name}: {longest} prompt tokens + {NEW_TOKENS} > {CONTEXT}"
 
 
 # ---------------------------------------------------------------------------------------------- gold labeler
