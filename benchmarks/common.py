@@ -33,6 +33,7 @@ if str(ROOT) not in sys.path:                               # run as `python ben
     sys.path.insert(0, str(ROOT))
 
 from rlhf_lib import stages  # noqa: E402
+from rlhf_lib.machine import cpu_model  # noqa: E402
 from rlhf_lib.models import ModelConfig, build_tiny_llama  # noqa: E402
 
 _WORK: list[Path] = []
@@ -182,16 +183,6 @@ def _version(pkg: str, module=None) -> str:
         return importlib.metadata.version(pkg)
     except importlib.metadata.PackageNotFoundError:
         return "not installed"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_lines(trl_module=None) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -117,12 +118,53 @@ def written_subset(record: dict, written: int) -> tuple[list[str], list[str]]:
     return list(record["responses"][:k]), list(kinds[:k])
 
 
+def other_prompt_answers(samples: list[list[str]], n: int, seed: int) -> list[list[str]]:
+    """For each prompt, `n` of the SFT samples drawn for *another* prompt (a seeded derangement: prompt i borrows
+    from prompt perm[i] ≠ i). A fluent, confident answer to the wrong question is the candidate that teaches a reward
+    model to read the prompt: judged against this prompt it is unhelpful, yet nothing in the response alone says so."""
+    m = len(samples)
+    if n == 0 or m < 2:
+        return [[] for _ in samples]
+    perm = torch.randperm(m, generator=torch.Generator().manual_seed(seed + 7919)).tolist()
+    donor = [perm[(perm.index(i) + 1) % m] for i in range(m)]               # a cycle through perm: never itself
+    return [samples[donor[i]][:n] for i in range(m)]
+
+
+YEAR = re.compile(r"(?<!\d)(1[4-9]\d\d|20[0-2]\d)(?!\d)")
+
+
+def swap_years(text: str, rng: random.Random) -> str:
+    """The text with every year moved by 5–60 years (one shift for the whole text, keeping every year in
+    1400–2029, the years the gold labeler reads): a fluent, confident answer that
+    is now factually wrong. It looks exactly like the answer it came from, so only a reward model that knows the
+    fact (and reads which event the prompt asks about) can rank it lower."""
+    years = [int(y) for y in YEAR.findall(text)]
+    shifts = [d for d in range(-60, 61) if abs(d) >= 5 and all(1400 <= y + d <= 2029 for y in years)]
+    if not years or not shifts:
+        return text
+    shift = rng.choice(shifts)
+    return YEAR.sub(lambda m: str(int(m.group()) + shift), text)
+
+
+def wrong_fact_variants(samples: list[list[str]], n: int, seed: int, ids: list[str]) -> list[list[str]]:
+    """For each prompt, up to `n` of its own SFT samples that mention a year, with the years swapped
+    (`swap_years`); prompts whose samples name no year get none."""
+    out = []
+    for rid, own in zip(ids, samples):
+        rng = random.Random(f"wrong-year-{seed}-{rid}")
+        dated = [s for s in dict.fromkeys(own) if YEAR.search(s)]
+        out.append([swap_years(s, rng) for s in dated[:n]])
+    return out
+
+
 def collect(init: Path, path: Path, world_file: Path, *, n_prompts: int, written: int, sft_samples: int,
             max_len: int, temperatures: tuple[float, ...], max_new_tokens: int, n_heldout: int, seed: int,
-            sample_batch_size: int = 256, built_with: dict | None = None) -> ComparisonData:
+            other_prompts: int = 0, wrong_years: int = 0, sample_batch_size: int = 256,
+            built_with: dict | None = None) -> ComparisonData:
     """Phases 1–2 from the SFT policy in folder `init`: validate the first `n_prompts` comparisons of `path`, keep
-    `written` written responses each, add up to `sft_samples` SFT samples (K ≤ 9), rank all of them with the
-    labeler pool of `world_file`, and split off `n_heldout` prompts (a seeded permutation)."""
+    `written` written responses each, add up to `sft_samples` SFT samples, `wrong_years` of those with the years
+    swapped and `other_prompts` SFT answers to other prompts (K ≤ 9), rank all of them with the labeler pool of
+    `world_file`, and split off `n_heldout` prompts (a seeded permutation)."""
     t0 = time.time()
     path = Path(path)
     # 1. every comparison used is validated before any model is loaded, sampled or trained
@@ -147,9 +189,15 @@ def collect(init: Path, path: Path, world_file: Path, *, n_prompts: int, written
     counts = [min(sft_samples, K_MAX - len(responses)) for responses, _ in kept]
     samples = sample_sft(policy, tokenizer, [r["prompt"] for r, _ in records], counts, temperatures=temperatures,
                          seed=seed, max_new_tokens=max_new, batch_size=sample_batch_size)
+    borrowed = other_prompt_answers(samples, other_prompts, seed)
+    wrong = wrong_fact_variants(samples, wrong_years, seed, [r["id"] for r, _ in records])
     pool = labeler_pool(json.loads(Path(world_file).read_text(encoding="utf-8")))
-    comps = [rank_responses(r, responses + extra, kinds + ["sft"] * len(extra), src, pool, seed)
-             for (r, src), (responses, kinds), extra in zip(records, kept, samples)]
+    comps = []
+    for (r, src), (responses, kinds), own, other, swapped in zip(records, kept, samples, borrowed, wrong):
+        extra = [(x, "wrong_year") for x in swapped] + [(x, "other_prompt") for x in other]
+        extra = extra[:K_MAX - len(responses) - len(own)]
+        comps.append(rank_responses(r, responses + own + [x for x, _ in extra],
+                                    kinds + ["sft"] * len(own) + [k for _, k in extra], src, pool, seed))
     perm = torch.randperm(len(comps), generator=torch.Generator().manual_seed(seed)).tolist()
     return ComparisonData(train=[comps[i] for i in perm[n_heldout:]], heldout=[comps[i] for i in perm[:n_heldout]],
                           built_with=dict(built_with or {}), prepare_s=round(time.time() - t0, 1))

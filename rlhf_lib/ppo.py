@@ -64,8 +64,8 @@ class PPOConfig:
     lr: float = knob(1e-4, lo=1e-7, hi=1e-2, log=True, help="Adam learning rate of the policy and the critic")
     # the KL penalty
     kl_mode: str = knob("fixed", choices=("fixed", "adaptive"), help="β constant, or adapted toward kl_target")
-    beta: float = knob(0.2, lo=0.0, hi=1.0, step=0.005, help="β: KL penalty per token (InstructGPT: 0.02); "
-                                                              "the initial β when adaptive")
+    beta: float = knob(0.05, lo=0.0, hi=1.0, step=0.005, help="β: KL penalty per token (InstructGPT: 0.02); "
+                                                               "the initial β when adaptive")
     kl_target: float = knob(4.0, lo=0.1, hi=50.0, step=0.1, help="adaptive mode: target KL per response in nats "
                                                                  "(Ziegler et al.: 6)")
     kl_horizon: int = fixed(10_000, help="adaptive mode: responses over which β moves by up to ±20 % (Ziegler: 10k)")

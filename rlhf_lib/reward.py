@@ -43,8 +43,8 @@ from .reward_model import (
 )
 from .training import LOCAL, Parallel, adamw, ensure_finite, save_stage, stage_info, warmup_cosine_lr
 
-DATA_FIELDS = ("n_prompts", "written", "sft_samples", "max_len", "temperatures", "max_new_tokens", "heldout_frac",
-               "seed", "init")
+DATA_FIELDS = ("n_prompts", "written", "sft_samples", "other_prompts", "wrong_years", "max_len", "temperatures",
+               "max_new_tokens", "heldout_frac", "seed", "init")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +53,7 @@ class RMConfig:
     lr: float = knob(1e-3, lo=1e-6, hi=1e-2, log=True, help="peak AdamW learning rate, cosine decay to 10 % "
                                                              "(InstructGPT: 9e-6 for its 6B RM)")
     epochs: int = knob(2, lo=1, hi=50, help="passes over the training prompts (InstructGPT: 1 over far more "
-                                            "prompts; one pass over 240 misses the hedge)")
+                                            "prompts; benchmarks/rm_data.py measures both)")
     prompts_per_batch: int = knob(4, lo=1, hi=64,
                                   help="prompts per optimizer step; each brings all C(K,2) of its pairs")
     loss: str = knob("pairwise", choices=("pairwise", "mse"),
@@ -61,13 +61,17 @@ class RMConfig:
     freeze_backbone: bool = knob(False, help="train the head only (ChatLLaMA); off = fine-tune the whole transformer")
     head: str = knob("linear", choices=("linear", "mlp"),
                      help="scalar head on the last token: linear (InstructGPT) or Linear→ReLU→Linear (ChatLLaMA)")
-    n_prompts: int = knob(300, lo=20, hi=3000, step=10,
+    n_prompts: int = knob(1200, lo=20, hi=3000, step=10,
                           help="comparison prompts used, train + held-out (sampling and training time grow with it)")
     written: int = knob(0, lo=0, hi=9, help="written responses kept per prompt, the record's first ones (build_data "
-                                            "shuffled them); 0 = only the policy's own samples, as InstructGPT's "
-                                            "comparisons of model outputs")
-    sft_samples: int = knob(8, lo=1, hi=8, help="responses sampled from the SFT policy per prompt, added to the "
+                                            "shuffled them: an ideal answer, an insult, a wrong fact …); 0 = only "
+                                            "model outputs, as InstructGPT's comparisons")
+    sft_samples: int = knob(7, lo=1, hi=8, help="responses sampled from the SFT policy per prompt, added to the "
                                                 "written ones (fewer where K would exceed 9)")
+    other_prompts: int = knob(1, lo=0, hi=8, help="SFT answers to other prompts added per prompt (K ≤ 9): the "
+                                                  "candidates that teach the reward model to read the prompt")
+    wrong_years: int = knob(1, lo=0, hi=8, help="SFT samples that name a year added again with the years swapped "
+                                                "(K ≤ 9): the candidates that teach the reward model the facts")
     max_len: int = knob(256, lo=32, hi=4096, step=32,
                         help="longest prompt + response + EOS in tokens; longer is an error")
     temperatures: tuple[float, ...] = fixed((0.7, 1.0),
@@ -119,6 +123,7 @@ def prepare_comparisons(cfg: RMConfig, path: Path | None = None) -> ComparisonDa
                    stages.DATA_DIR / "world.json", n_prompts=cfg.n_prompts, written=cfg.written,
                    sft_samples=cfg.sft_samples, max_len=cfg.max_len, temperatures=cfg.temperatures,
                    max_new_tokens=cfg.max_new_tokens, n_heldout=n_heldout(cfg), seed=cfg.seed,
+                   other_prompts=cfg.other_prompts, wrong_years=cfg.wrong_years,
                    sample_batch_size=cfg.sample_batch_size, built_with={f: getattr(cfg, f) for f in DATA_FIELDS})
 
 

@@ -72,11 +72,15 @@ def plot_ceiling(results: dict, labeler: dict, ax=None):
 def data_summary(data: ComparisonData) -> str:
     comps = data.train + data.heldout
     ks = [len(c.responses) for c in comps]
-    n_sft = sum(c.kinds.count("sft") for c in comps)
+    kinds: dict[str, int] = {}
+    for c in comps:
+        for k in c.kinds:
+            kinds[k] = kinds.get(k, 0) + 1
     pairs = sum(math.comb(len(c.responses), 2) for c in data.train)
+    per_prompt = ", ".join(f"{n / len(comps):.2f} {KIND_NAMES.get(k, 'written: ' + k.replace('_', ' '))}"
+                           for k, n in sorted(kinds.items(), key=lambda kv: -kv[1]))
     return (f"{len(data.train)} training prompts, {len(data.heldout)} held out; K = {min(ks)}..{max(ks)} responses per "
-            f"prompt (mean {sum(ks) / len(ks):.1f}, of which {n_sft / len(comps):.1f} sampled from the SFT policy); "
-            f"{pairs:,} training pairs")
+            f"prompt (mean {sum(ks) / len(ks):.1f}: {per_prompt}); {pairs:,} training pairs")
 
 
 def _bare(response: str) -> str:
@@ -124,3 +128,53 @@ def prompt_agreement(c: Comparison, rewards: list[float]) -> str:
     return (f"on this prompt the reward model orders {m['accuracy'] * m['n_pairs']:.0f} of {m['n_pairs']} pairs of "
             f"distinct responses as the labeler did, {m['gold_accuracy'] * m['n_gold_pairs']:.0f} of "
             f"{m['n_gold_pairs']} as the gold labeler does")
+
+
+# Who wrote a candidate, in words, for the by-kind plot (kinds not named here are shown as they are).
+KIND_NAMES = {"sft": "SFT sample", "wrong_year": "SFT sample, years swapped",
+              "other_prompt": "SFT answer to another prompt", "ideal": "written: ideal", "hedged": "written: hedged",
+              "wrong_fact": "written: wrong fact", "toxic": "written: insult", "off_topic": "written: off topic",
+              "more_questions": "written: more questions"}
+
+
+def plot_by_kind(metrics: dict, ax=None, min_count: int = 0):
+    """Bars: mean reward of each kind of candidate on the held-out prompts, minus the mean of its prompt's candidates,
+    beside the same for the gold score (scaled to the reward's spread so both fit one axis). A kind the reward model
+    ranks where gold does is learned; one it ranks higher than gold does is a blind spot."""
+    import matplotlib.pyplot as plt
+    rew, gold = metrics["reward_by_kind"], metrics["gold_by_kind"]
+    kinds = sorted(rew, key=lambda k: rew[k])
+    scale = max(abs(v) for v in rew.values()) / max(1e-9, max(abs(v) for v in gold.values()))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 0.32 * len(kinds) + 1.2))
+    ys = range(len(kinds))
+    ax.barh([y + 0.2 for y in ys], [rew[k] for k in kinds], 0.4, label="reward model (normalised)")
+    ax.barh([y - 0.2 for y in ys], [gold[k] * scale for k in kinds], 0.4, label=f"gold score × {scale:.1f}")
+    ax.set_yticks(list(ys), [KIND_NAMES.get(k, f"written: {k.replace('_', ' ')}") for k in kinds], fontsize=8)
+    ax.axvline(0, color="grey", lw=1)
+    ax.set(xlabel="mean of (value − the prompt's mean), held-out prompts", title="what each kind of candidate scores")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="x", alpha=0.3)
+    return ax
+
+
+def plot_data_curve(curve: dict, metrics: dict, cfg, ax=None):
+    """The recorded data curve of `benchmarks/rm_data.py` (held-out accuracy and its ceiling against the number of
+    comparison prompts, per candidate mix) with this run's point on it."""
+    import matplotlib.pyplot as plt
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 3.6))
+    for i, mix in enumerate(dict.fromkeys(p["mix"] for p in curve["points"])):
+        pts = sorted((p for p in curve["points"] if p["mix"] == mix), key=lambda p: p["n_prompts"])
+        xs = [p["n_prompts"] for p in pts]
+        ax.plot(xs, [p["heldout_accuracy"] for p in pts], "o-", color=f"C{i}", label=f"{mix}: reward model")
+        ax.plot(xs, [p["labeler_agreement"] for p in pts], "s:", color=f"C{i}", alpha=0.6,
+                label=f"{mix}: 2nd labeler (ceiling)")
+    ax.plot([cfg.n_prompts], [metrics["heldout_accuracy"]], "*", color="black", ms=14, label="this run")
+    ax.axhline(0.5, color="grey", ls=":", lw=1)
+    ax.set_xscale("log")
+    ax.set(xlabel="comparison prompts (train + held out)", ylabel="held-out pairwise accuracy",
+           title=f"accuracy against data (recorded on {curve['machine']['cpu']}, seed {curve['seed']})")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    return ax

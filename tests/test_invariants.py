@@ -19,7 +19,6 @@ import itertools
 import json
 import math
 import os
-import platform
 import shutil
 from pathlib import Path
 
@@ -27,22 +26,13 @@ import pytest
 import torch
 
 from rlhf_lib import stages
+from rlhf_lib.machine import cpu_model
 
 REFERENCE = Path(__file__).with_name("invariants.json")
 WRITE = os.environ.get("RLHF_WRITE_INVARIANTS") == "1"
 SAME_CPU_RTOL, OTHER_CPU_RTOL, ATOL = 1e-5, 2e-2, 1e-6
 DATA_SLICE = {"web.jsonl": 400, "sft_alpaca.jsonl": 48, "sft_chat.jsonl": 48, "comparisons.jsonl": 20,
               "rl_prompts.jsonl": 32, "eval_prompts.jsonl": 16}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _numbers(obj):

@@ -136,6 +136,35 @@ def test_scored_rows_and_agreement_on_distinct_pairs():
     assert "of 14 pairs of distinct responses" in text                    # C(6,2) = 15 minus one pair of copies
 
 
+def test_data_summary_counts_each_kind_of_candidate_per_prompt():
+    from rlhf_lib.comparisons import ComparisonData
+    c = _comparison()
+    c.kinds = ["sft"] * 4 + ["wrong_year", "other_prompt"]
+    text = reward_views.data_summary(ComparisonData(train=[c], heldout=[c], built_with={}))
+    assert "K = 6..6" in text and "4.00 SFT sample" in text and "1.00 SFT answer to another prompt" in text
+    assert "1.00 SFT sample, years swapped" in text and "15 training pairs" in text
+
+
+def test_by_kind_and_data_curve_plots_label_what_they_show():
+    metrics = {"reward_by_kind": {"sft": 0.5, "other_prompt": -0.6, "toxic": -1.2},
+               "gold_by_kind": {"sft": 0.2, "other_prompt": -0.3, "toxic": -0.4}, "heldout_accuracy": 0.66}
+    ax = reward_views.plot_by_kind(metrics)
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["written: insult", "SFT answer to another prompt", "SFT sample"]      # sorted by reward
+    assert len(ax.patches) == 6 and "× 3.0" in ax.get_legend().get_texts()[1].get_text()     # gold scaled to fit
+    curve = {"machine": {"cpu": "test CPU"}, "seed": 0, "points": [
+        {"mix": "default", "n_prompts": n, "heldout_accuracy": a, "labeler_agreement": 0.7}
+        for n, a in ((300, 0.6), (1200, 0.66))]}
+
+    class Cfg:
+        n_prompts = 1200
+    ax = reward_views.plot_data_curve(curve, metrics, Cfg())
+    assert "test CPU" in ax.get_title() and ax.get_xscale() == "log"
+    assert [line.get_label() for line in ax.get_lines()][:3] == ["default: reward model", "default: 2nd labeler "
+                                                                 "(ceiling)", "this run"]
+    plt.close("all")
+
+
 # ------------------------------------------------------------------------------------------ lesson 04's table
 def _row(i, cat, failed, helpful=1.0, truthful=1.0, lang="en"):
     return {"id": f"x{i}", "category": cat, "lang": lang, "prompt": f"p{i}", "response": f"r{i}", "score": 0.5,

@@ -283,3 +283,34 @@ def test_written_subset_keeps_the_first_responses_and_their_kinds():
     assert comparisons.written_subset(rec, 9) == (rec["responses"], rec["kinds"])          # the default keeps them all
     assert comparisons.written_subset(rec, 0) == ([], [])                                  # SFT samples only
     assert comparisons.written_subset({"responses": ["a", "b"]}, 1) == (["a"], ["written"])
+
+
+def test_other_prompt_answers_always_come_from_another_prompt():
+    samples = [[f"p{i}-s{j}" for j in range(3)] for i in range(7)]
+    borrowed = comparisons.other_prompt_answers(samples, 2, seed=0)
+    assert [len(b) for b in borrowed] == [2] * 7
+    donors = [int(b[0].split("-")[0][1:]) for b in borrowed]
+    assert all(d != i for i, d in enumerate(donors))                   # never the prompt's own answers
+    assert sorted(donors) == list(range(7))                            # each prompt lends once (a derangement)
+    assert borrowed == comparisons.other_prompt_answers(samples, 2, seed=0)             # seeded
+    assert comparisons.other_prompt_answers(samples, 0, seed=0) == [[]] * 7
+    assert comparisons.other_prompt_answers(samples[:1], 2, seed=0) == [[]]            # no other prompt to borrow from
+
+
+def test_swap_years_moves_every_year_and_nothing_else():
+    import random
+    text = "In 1969 Apollo 11 landed; 1,000 people watched from 2003 on. 12 astronauts."
+    out = comparisons.swap_years(text, random.Random(0))
+    years_in, years_out = comparisons.YEAR.findall(text), comparisons.YEAR.findall(out)
+    assert len(years_out) == len(years_in) == 2
+    shifts = {int(b) - int(a) for a, b in zip(years_in, years_out)}
+    assert len(shifts) == 1 and 5 <= abs(shifts.pop()) <= 60           # one shift of 5-60 years for the whole text
+    assert comparisons.YEAR.sub("Y", out) == comparisons.YEAR.sub("Y", text)     # the rest is untouched
+    assert comparisons.swap_years("no year here", random.Random(0)) == "no year here"
+
+
+def test_wrong_fact_variants_only_for_samples_that_name_a_year():
+    samples = [["It was 1969.", "It was 1969.", "It was in July."], ["A story."]]
+    out = comparisons.wrong_fact_variants(samples, 2, seed=0, ids=["a", "b"])
+    assert len(out[0]) == 1 and out[0][0] != "It was 1969." and comparisons.YEAR.search(out[0][0])   # copies once
+    assert out[1] == []

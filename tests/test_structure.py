@@ -10,10 +10,11 @@ import pytest
 LIB = Path(__file__).resolve().parents[1] / "rlhf_lib"
 MAX_LINES = 400
 FLOORS = (                                  # bottom first; a module may import its own floor and the ones below
-    ("config", "losses", "rl", "data", "checksums"),
-    ("knowledge", "world", "korean", "tasks", "responses", "web", "labelers", "build_data"),
+    ("config", "losses", "rl", "data", "checksums", "machine"),
+    ("knowledge", "world", "korean", "phrasing", "movie_phrasing", "slips", "tasks", "responses", "web", "labelers",
+     "build_data"),
     ("models", "tokenizer", "stages", "training", "generation", "reward_model"),
-    ("comparisons", "rollout", "ppo_diagnostics", "evaluation", "probes", "chatllama_bugs"),
+    ("comparisons", "rollout", "ppo_diagnostics", "evaluation", "probes", "chatllama_bugs", "paraphrases"),
     ("pretrain", "sft", "reward", "ppo"),
     ("pipeline",),
     ("cli", "cli_help", "cli_checks", "distributed", "deepspeed_config", "plots", "ppo_plots", "reward_views",
