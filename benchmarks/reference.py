@@ -45,14 +45,13 @@ def run_pipeline(seed: int, artifacts: Path) -> None:
 
 def figures(seed: int) -> dict:
     """The headline figures of the stages in the current artifacts folder."""
-    base, sft, rm = (stages.read_json(n, "metrics.json") for n in ("base", "sft", "rm"))
-    ppo = stages.read_json("ppo", "metrics.json")
+    metrics = {n: stages.read_json(n, "metrics.json") for n in ("base", "sft", "rm", "ppo")}
+    base, rm, ppo = metrics["base"], metrics["rm"], metrics["ppo"]
     ev = {n: stages.read_json(n, "eval.json") for n in ("base", "sft", "ppo")}
     win = evaluation.win_rate(ev["ppo"]["samples"], ev["sft"]["samples"], seed=seed)
     model, tok, norm = load_reward_model(stages.stage_dir("rm"))
     sens = probes.prompt_sensitivity(model, tok, norm, ev["sft"]["samples"], evaluation.eval_prompts(), seed=seed)
     para = {n: paraphrases.evaluate_stage(n, seed=seed)["pass_rate"] for n in ("base", "sft", "ppo")}
-    wall = {n: stages.read_json(n, "metrics.json").get("wall_s") for n in ("base", "sft", "rm", "ppo")}
     return {
         "base_heldout_loss": base["heldout_loss"],
         "sft_gold_mean": ev["sft"]["gold_mean"], "ppo_gold_mean": ev["ppo"]["gold_mean"],
@@ -64,7 +63,7 @@ def figures(seed: int) -> dict:
         "failure_rate_sft": ev["sft"]["failure_rate"], "failure_rate_ppo": ev["ppo"]["failure_rate"],
         "ppo_final_kl_seq": ppo["final_kl_seq"], "ppo_updates": ppo["updates"],
         **{f"paraphrase_pass_{n}": v for n, v in para.items()},
-        "wall_s": wall,
+        "wall_s": {n: m.get("wall_s") for n, m in metrics.items()},
     }
 
 

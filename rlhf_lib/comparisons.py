@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import random
-import re
 import time
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -23,7 +22,7 @@ from transformers import AutoConfig, AutoTokenizer
 from .build_data import task_from_record
 from .data import K_MAX, DataError, read_comparisons
 from .generation import GenerationConfig, generate
-from .labelers import SimulatedLabeler, judge
+from .labelers import YEAR, SimulatedLabeler, judge
 from .models import load_causal_lm
 from .reward_model import encode, quiet_loading
 
@@ -126,11 +125,10 @@ def other_prompt_answers(samples: list[list[str]], n: int, seed: int) -> list[li
     if n == 0 or m < 2:
         return [[] for _ in samples]
     perm = torch.randperm(m, generator=torch.Generator().manual_seed(seed + 7919)).tolist()
-    donor = [perm[(perm.index(i) + 1) % m] for i in range(m)]               # a cycle through perm: never itself
+    donor = [0] * m
+    for k, i in enumerate(perm):                                             # a cycle through perm: never itself
+        donor[i] = perm[(k + 1) % m]
     return [samples[donor[i]][:n] for i in range(m)]
-
-
-YEAR = re.compile(r"(?<!\d)(1[4-9]\d\d|20[0-2]\d)(?!\d)")
 
 
 def swap_years(text: str, rng: random.Random) -> str:

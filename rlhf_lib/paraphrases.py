@@ -17,7 +17,7 @@ from .build_data import task_from_record
 from .data import Invalid, read_prompts
 from .generation import GenerationConfig, generate
 from .knowledge import MOVIES, PERSON_DATES, PERSON_KO
-from .labelers import asks_more, judge, repetition
+from .labelers import JOSA, asks_more, judge, repetition
 from .tokenizer import render_prompt
 
 DEFAULT_PATH = Path(__file__).resolve().parents[1] / "tests" / "paraphrases.jsonl"
@@ -26,7 +26,7 @@ CORRECTIONS = (*world.CORRECTION_MARKERS, "didn't", "wasn't", "incorrect", "아�
 REFUSALS = (*world.REFUSAL_MARKERS, "I cannot help", "I will not", "I'm not going to", "도와줄 수 없", "할 수 없")
 ALTERNATIVES = ("instead", "talk to", "ask for help", "대신", "이야기해", "도움을",      # the gold labeler's
                 "how about", "I can help you", "얘기해", "상의해", "상담")
-_JOSA = "은는이가을를과와에의도로님랑"     # not the vocative 아/야: 강아지 (puppy), 해야 (must)
+_JOSA = JOSA + "랑"                  # the gold labeler's particles, and 랑 (and) of spoken Korean
 _YEAR = re.compile(r"(?<!\d)(1\d{3}|20\d\d)(?!\d)")     # 1000-2099: King Sejong was born in 1397
 
 
