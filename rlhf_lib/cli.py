@@ -82,7 +82,7 @@ def run_one(stage: Stage, cfg, ctx: Context) -> list[str]:
     return [f"{stage.name}: {summary(stage.name, metrics)}, {_took(t0)} -> {where}"]
 
 
-POLICIES = ("base", "sft", "ppo")                              # stages `pipeline.require` can train for `eval`
+POLICIES = ("base", "sft", "ppo", "dpo", "grpo", "rloo")       # stages `pipeline.require` can train for `eval`
 
 
 def build_parser(prog: str = "rlhf") -> argparse.ArgumentParser:

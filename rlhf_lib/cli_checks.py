@@ -64,10 +64,10 @@ def stage_kind(name: str, made: dict[str, str]) -> str | None:
 
 
 def check_upstream(stage: Stage, cfg, made: dict[str, str]) -> None:
-    """`init` and `reward` must name a stage of the right kind that exists, that an earlier stage of the plan
-    writes, or that the registry can train (`pipeline.require`)."""
+    """`init` and `reward` (DPO: `comparisons`, a reward model's stage) must name a stage of the right kind that
+    exists, that an earlier stage of the plan writes, or that the registry can train (`pipeline.require`)."""
     for field in () if stage.name == "eval" else stage.upstream:
-        name, want = getattr(cfg, field), "reward model" if field == "reward" else "policy"
+        name, want = getattr(cfg, field), "reward model" if field in ("reward", "comparisons") else "policy"
         kind = stage_kind(name, made)
         if kind is None:
             known = sorted({o for s in STAGES.values() if s.uses_artifacts for o in s.outputs(s.load()())})
@@ -82,9 +82,11 @@ def reads(stage: Stage, cfg) -> list[str]:
     """The world files a run of `stage` with `cfg` reads (the trainers validate them again when they start)."""
     if stage.name == "sft":
         return ["sft_alpaca.jsonl"] * cfg.use_alpaca + ["sft_chat.jsonl"] * cfg.use_chat
-    held = stage.name == "eval" or (stage.name == "ppo" and bool(cfg.gold_every or (cfg.out and cfg.evaluate)))
+    held = stage.name == "eval" or (stage.name in ("ppo", "grpo", "rloo", "dpo")
+                                    and bool(getattr(cfg, "gold_every", 0) or (cfg.out and cfg.evaluate)))
     return {"tokenizer": ["web.jsonl"], "pretrain": ["web.jsonl"], "rm": ["comparisons.jsonl"],
-            "ppo": ["rl_prompts.jsonl", "web.jsonl"]}.get(stage.name, []) + ["eval_prompts.jsonl"] * held
+            "ppo": ["rl_prompts.jsonl", "web.jsonl"], "grpo": ["rl_prompts.jsonl"],
+            "rloo": ["rl_prompts.jsonl"]}.get(stage.name, []) + ["eval_prompts.jsonl"] * held
 
 
 def check_data(run: list[tuple[Stage, object]], data: Path, made: dict[str, str]) -> None:

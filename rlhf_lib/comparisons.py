@@ -201,6 +201,53 @@ def collect(init: Path, path: Path, world_file: Path, *, n_prompts: int, written
                           built_with=dict(built_with or {}), prepare_s=round(time.time() - t0, 1))
 
 
+def ranking_pairs(rankings: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All C(K,2) pairs of each ranking (best first) as indices into the concatenation of every prompt's responses
+    (prompt g's K_g responses follow prompt g−1's): chosen, rejected, group (prompt of the pair), each (N,)."""
+    chosen, rejected, group, offset = [], [], [], 0
+    for g, ranking in enumerate(rankings):
+        for i, j in combinations(range(len(ranking)), 2):          # i is ranked above j
+            chosen.append(offset + ranking[i])
+            rejected.append(offset + ranking[j])
+            group.append(g)
+        offset += len(ranking)
+    as_long = lambda xs: torch.tensor(xs, dtype=torch.long)       # noqa: E731
+    return as_long(chosen), as_long(rejected), as_long(group)
+
+
+# ------------------------------------------------------------------------------------------------ kept with the RM
+SAVED = "comparisons.json"                        # in the reward model's stage: what it learned from, for DPO
+
+
+def to_json(data: ComparisonData) -> dict:
+    """The collected comparisons as JSON (the reward model's stage keeps them: DPO learns from the same ones)."""
+    fields = ("record", "responses", "kinds", "ranking", "scores", "gold", "second", "source")
+    part = lambda comps: [{f: getattr(c, f) for f in fields} for c in comps]      # noqa: E731
+    return {"built_with": data.built_with, "prepare_s": data.prepare_s, "train": part(data.train),
+            "heldout": part(data.heldout)}
+
+
+def from_json(obj: dict, where: str) -> ComparisonData:
+    """`to_json`'s output back as ComparisonData; a malformed file raises DataError naming `where` and the field."""
+    comps = {}
+    for split in ("train", "heldout"):
+        rows = obj.get(split)
+        if not isinstance(rows, list) or not rows:
+            raise DataError(Path(where), None, split, "missing or empty: this file was not written by the reward "
+                            "model's stage; train the reward model again (rlhf rm)")
+        try:
+            comps[split] = [Comparison(**row) for row in rows]
+        except TypeError as e:
+            raise DataError(Path(where), None, split, f"a comparison has other fields ({e}); train the reward "
+                            "model again (rlhf rm)") from None
+        for i, c in enumerate(comps[split]):
+            if sorted(c.ranking) != list(range(len(c.responses))):
+                raise DataError(Path(where), None, f"{split}[{i}].ranking", "is not a permutation of the responses; "
+                                "train the reward model again (rlhf rm)")
+    return ComparisonData(train=comps["train"], heldout=comps["heldout"], built_with=obj.get("built_with", {}),
+                          prepare_s=obj.get("prepare_s", 0.0))
+
+
 def pair_metrics(comparisons: list[Comparison], rewards: list[list[float]]) -> dict:
     """Over every ranked pair of the given prompts: the reward model's agreement with the labeler (accuracy), with
     the gold order (gold pairs only: gold ties excluded), the second labeler's agreement with the first (the

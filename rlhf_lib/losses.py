@@ -1,4 +1,5 @@
-"""Lessons 02-04: the losses of InstructGPT's three steps (SFT, reward model, PPO).
+"""Lessons 02-04 and 07-08: the losses of InstructGPT's three steps (SFT, reward model, PPO) and of what came after
+(DPO and its variants; GRPO's clipped loss with the KL as a loss term).
 
 Every loss returns (loss, stats): loss is a scalar tensor to backpropagate,
 stats a dict of detached scalar tensors for logging. Masks are float 0/1
@@ -8,7 +9,7 @@ tensors (B, T); values at masked positions never influence a result.
 import torch
 import torch.nn.functional as F
 
-from rlhf_lib.rl import logprobs_from_logits, masked_mean
+from rlhf_lib.rl import k3_kl, logprobs_from_logits, masked_mean, masked_sum
 
 # ----------------------------------------------------------------------------
 # lesson 02: supervised fine-tuning
@@ -65,13 +66,22 @@ def pairwise_loss_grouped(rewards, chosen_idx, rejected_idx, group):
     assert chosen_idx.shape == rejected_idx.shape == group.shape and group.dim() == 1
     diff = rewards[chosen_idx] - rewards[rejected_idx]  # (N,)
     pair_loss = -F.logsigmoid(diff)  # (N,)
+    loss = prompt_mean(pair_loss, group)
+    stats = {"accuracy": (diff > 0).to(diff.dtype).mean().detach(), "margin": diff.mean().detach()}
+    return loss, stats
+
+
+def prompt_mean(pair_loss, group):
+    """Mean over prompts of each prompt's mean pair loss: 1/P Σ_p 1/|pairs(p)| Σ_{i ∈ pairs(p)} ℓ_i.
+    (N,), (N,) -> scalar. Lessons 03 and 07.
+
+    group[i] is the prompt (any integer id) of pair i: every prompt weighs the same, however many pairs it has."""
+    assert pair_loss.shape == group.shape and group.dim() == 1
     prompt_ids, prompt = torch.unique(group, return_inverse=True)  # (P,), (N,) ids relabelled 0..P-1
     n_prompts = prompt_ids.numel()
     loss_sum = pair_loss.new_zeros(n_prompts).index_add(0, prompt, pair_loss)  # (P,)
     n_pairs = pair_loss.new_zeros(n_prompts).index_add(0, prompt, torch.ones_like(pair_loss))  # (P,)
-    loss = (loss_sum / n_pairs).mean()
-    stats = {"accuracy": (diff > 0).to(diff.dtype).mean().detach(), "margin": diff.mean().detach()}
-    return loss, stats
+    return (loss_sum / n_pairs).mean()
 
 
 def mse_reward_loss(pred, target):
@@ -133,4 +143,100 @@ def ppo_value_loss(values, old_values, returns, mask, *, clip_eps):
     err_clipped = (v_clipped - ret) ** 2  # (B, T)
     loss = 0.5 * masked_mean(torch.maximum(err_unclipped, err_clipped), mask)
     stats = {"clip_frac": masked_mean((err_clipped > err_unclipped).to(v.dtype), mask).detach()}
+    return loss, stats
+
+
+# ----------------------------------------------------------------------------
+# lesson 07: DPO and its variants
+
+
+def implicit_reward(logp, ref_logp, *, beta):
+    """DPO's implicit reward of a response: r̂(x, y) = β log(π(y|x) / π_ref(y|x)). (M,), (M,) -> (M,). Lesson 07.
+
+    logp and ref_logp are sequence log-probs (summed over the response's tokens) under the policy and the frozen
+    reference. Rafailov et al. 2023, eq. 5: the reward a policy is optimal for, up to a term of x alone (which cancels
+    in every comparison of two answers to the same prompt)."""
+    assert logp.shape == ref_logp.shape
+    return beta * (logp - ref_logp)
+
+
+def dpo_loss(logp, ref_logp, chosen_idx, rejected_idx, group, *, beta, loss="sigmoid", label_smoothing=0.0):
+    """DPO on ranked comparisons, every C(K,2) pair of a prompt weighted 1/C(K,2) as the reward model's loss.
+    (M,) x2, (N,) x3 -> scalar. Lesson 07.
+
+    With h = log π(y_w|x)/π_ref(y_w|x) − log π(y_l|x)/π_ref(y_l|x) (logp, ref_logp: one sequence log-prob per
+    response; pair i prefers response chosen_idx[i] to rejected_idx[i] and belongs to prompt group[i]):
+
+        sigmoid  DPO (Rafailov et al. 2023, eq. 7)       ℓ = −log σ(β h)
+        cdpo     conservative DPO (labels flipped with    ℓ = −(1 − ε) log σ(β h) − ε log σ(−β h)
+                 probability ε = label_smoothing)
+        ipo      IPO (Azar et al. 2023, eq. 17)           ℓ = (h − 1/(2β))²
+
+    stats: accuracy (implicit reward of the chosen above the rejected), margin (mean β h), chosen and rejected
+    (mean implicit reward of each side)."""
+    assert logp.shape == ref_logp.shape and logp.dim() == 1
+    assert chosen_idx.shape == rejected_idx.shape == group.shape and group.dim() == 1
+    assert beta > 0 and 0.0 <= label_smoothing < 0.5
+    r = implicit_reward(logp, ref_logp, beta=beta)  # (M,)
+    margin = r[chosen_idx] - r[rejected_idx]  # (N,) β h
+    if loss == "sigmoid":
+        pair_loss = -F.logsigmoid(margin)
+    elif loss == "cdpo":
+        pair_loss = -(1 - label_smoothing) * F.logsigmoid(margin) - label_smoothing * F.logsigmoid(-margin)
+    elif loss == "ipo":
+        pair_loss = (margin / beta - 1 / (2 * beta)) ** 2
+    else:
+        raise ValueError(f"dpo_loss: loss = {loss!r}; choose 'sigmoid', 'cdpo' or 'ipo'")
+    stats = {"accuracy": (margin > 0).to(margin.dtype).mean().detach(), "margin": margin.mean().detach(),
+             "chosen": r[chosen_idx].mean().detach(), "rejected": r[rejected_idx].mean().detach()}
+    return prompt_mean(pair_loss, group), stats
+
+
+# ----------------------------------------------------------------------------
+# lesson 08: GRPO and RLOO (no critic: a group of responses per prompt is the baseline)
+
+
+def grpo_loss(logp, old_logp, ref_logp, advantages, mask, *, clip_eps, beta):
+    """GRPO's objective as a loss (Shao et al. 2024, eq. 3), ρ_t = π_θ(y_t) / π_old(y_t):
+        L = 1/B Σ_i 1/|y_i| Σ_t [ max(−Â_i ρ_t, −Â_i clip(ρ_t, 1−ε, 1+ε)) + β k3_t ],
+        k3_t = π_ref(y_t)/π_θ(y_t) − log(π_ref(y_t)/π_θ(y_t)) − 1.
+    (B, T) x3, (B,), (B, T) -> scalar. Lesson 08.
+
+    PPO's clipped surrogate with one advantage per response (`rl.group_advantages`), and the KL to the reference
+    as a term of the loss (`rl.k3_kl`, through the current policy) instead of a penalty in the reward. Each
+    response's tokens are averaged first, then the responses: a long response weighs as much as a short one.
+    stats: clip_frac, kl (mean k3 per token), ratio_mean, ratio_max, pg_loss (the surrogate alone)."""
+    assert logp.shape == old_logp.shape == ref_logp.shape == mask.shape and advantages.shape == logp.shape[:1]
+    m = mask.bool()
+    ratio = torch.where(m, logp - old_logp, 0.0).exp()  # (B, T)
+    adv = advantages.unsqueeze(-1)  # (B, 1) Â_i for every token of response i
+    pg_unclipped = -adv * ratio  # (B, T)
+    pg_clipped = -adv * ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps)  # (B, T)
+    pg = torch.maximum(pg_unclipped, pg_clipped)  # (B, T)
+    kl = k3_kl(logp, ref_logp, mask)  # (B, T)
+    n_tokens = mask.sum(-1).clamp(min=1)  # (B,) |y_i|
+    loss = (masked_sum(pg + beta * kl, mask, dim=-1) / n_tokens).mean()
+    with torch.no_grad():
+        stats = {"clip_frac": masked_mean((pg_clipped > pg_unclipped).to(ratio.dtype), mask),
+                 "kl": masked_mean(kl, mask), "ratio_mean": masked_mean(ratio, mask),
+                 "ratio_max": torch.where(m, ratio, 0.0).max(),
+                 "pg_loss": (masked_sum(pg, mask, dim=-1) / n_tokens).mean()}
+    return loss, stats
+
+
+def rloo_loss(logp, old_logp, advantages, mask):
+    """RLOO's REINFORCE loss, the whole completion one action (Ahmadian et al. 2024, eq. 5):
+        L = −1/B Σ_i Â_i Σ_t log π_θ(y_{i,t}),    Â_i = r_i − 1/(k−1) Σ_{j≠i} r_j  (`rl.leave_one_out_baseline`),
+    with r_i = score − β log(π_old(y_i)/π_ref(y_i)): the KL penalty is in the reward, as in InstructGPT.
+    (B, T), (B, T), (B,), (B, T) -> scalar. Lesson 08.
+
+    old_logp (the rollout's log-probs) is used only for stats: ratio_mean is the mean sequence ratio
+    π_θ(y)/π_old(y), which drifts from 1 as the minibatch steps of one rollout move the policy (then REINFORCE is
+    slightly off-policy). stats: ratio_mean, logp_seq (mean Σ_t log π_θ)."""
+    assert logp.shape == old_logp.shape == mask.shape and advantages.shape == logp.shape[:1]
+    logp_seq = masked_sum(logp, mask, dim=-1)  # (B,) log π_θ(y_i | x_i)
+    loss = -(advantages * logp_seq).mean()
+    with torch.no_grad():
+        stats = {"ratio_mean": (logp_seq - masked_sum(old_logp, mask, dim=-1)).exp().mean(),
+                 "logp_seq": logp_seq.mean()}
     return loss, stats

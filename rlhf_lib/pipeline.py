@@ -95,6 +95,26 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           "(PPO-ptx when ptx_coef > 0). Writes artifacts/<out>/ and, with evaluate=true, its eval.json.",
           "rlhf ppo --set updates=32 --set kl_mode=adaptive --set beta=0.02",
           upstream=("init", "reward"), batch_field="minibatch_size"),
+    Stage("grpo", "grpo", "GRPOConfig", "GRPO: G responses per prompt, no critic (lesson 08)",
+          "Group Relative Policy Optimization (Shao et al. 2024): each prompt answered group_size times, advantage "
+          "(r − group mean) / group std, PPO's clipped ratio, the k3 KL to stage `init` as a loss term. Against the "
+          "reward model, or reward_kind=verifiable: an exact 0/1 check of intent labels and factual years (no reward "
+          "model). Writes artifacts/<out>/ and, with evaluate=true, its eval.json.",
+          "rlhf grpo --set reward_kind=verifiable --set out=grpo_verifiable --set evaluate=false",
+          upstream=("init", "reward"), batch_field="minibatch_size", in_all=False),
+    Stage("rloo", "rloo", "RLOOConfig", "RLOO: k responses per prompt, leave-one-out baseline (lesson 08)",
+          "REINFORCE Leave-One-Out (Ahmadian et al. 2024): each prompt answered group_size = k times, the baseline "
+          "of each the mean reward of the other k − 1, the whole completion one action, the KL to stage `init` in "
+          "the reward. Writes artifacts/<out>/ and, with evaluate=true, its eval.json.",
+          "rlhf rloo --set group_size=2 --set batch_size=32", upstream=("init", "reward"),
+          batch_field="minibatch_size", in_all=False),
+    Stage("dpo", "dpo", "DPOConfig", "DPO on the reward model's comparisons, no reward model (lesson 07)",
+          "Direct preference optimisation (Rafailov et al. 2023): fine-tune stage `init` (sft) on the ranked "
+          "comparisons the reward model learned from (stage `comparisons`), with the loss on the implicit reward "
+          "β log π/π_ref (DPO, conservative DPO or IPO). Writes artifacts/<out>/ and, with evaluate=true, its "
+          "eval.json.",
+          "rlhf dpo --set beta=0.3 --set loss=ipo --set out=dpo_ipo", upstream=("init", "comparisons"),
+          batch_field="prompts_per_batch", in_all=False),
     Stage("eval", "evaluation", "EvalConfig", "gold-labeler evaluation of saved policies (lessons 01-05)",
           "Gold-labeler evaluation: every stage in `stages` answers the held-out prompts with the same sampling "
           "settings and seed; writes artifacts/<stage>/eval.json (gold mean, failure and EOS rates overall and per "

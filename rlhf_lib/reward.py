@@ -20,14 +20,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, replace
-from itertools import combinations
 from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer
 
 from . import stages
-from .comparisons import Comparison, ComparisonData, collect, pair_metrics
+from .comparisons import SAVED, Comparison, ComparisonData, collect, pair_metrics, ranking_pairs, to_json
 from .config import fixed, knob, validate
 from .data import check_stage_fields
 from .losses import mse_reward_loss, pairwise_loss_grouped
@@ -158,20 +157,6 @@ class Scorer:
             device = next(self.model.parameters()).device
             return score_batch(self.model, {k: v.to(device) for k, v in batch.items()})
         return rewards_of(self.model, ids, self.pad, self.max_tokens)
-
-
-def ranking_pairs(rankings: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """All C(K,2) pairs of each ranking (best first) as indices into the concatenation of every prompt's responses
-    (prompt g's K_g responses follow prompt g−1's): chosen, rejected, group (prompt of the pair), each (N,)."""
-    chosen, rejected, group, offset = [], [], [], 0
-    for g, ranking in enumerate(rankings):
-        for i, j in combinations(range(len(ranking)), 2):          # i is ranked above j
-            chosen.append(offset + ranking[i])
-            rejected.append(offset + ranking[j])
-            group.append(g)
-        offset += len(ranking)
-    as_long = lambda xs: torch.tensor(xs, dtype=torch.long)       # noqa: E731
-    return as_long(chosen), as_long(rejected), as_long(group)
 
 
 def batch_loss(rewards: torch.Tensor, comps: list[Comparison], loss: str):
@@ -346,8 +331,14 @@ def run(cfg: RMConfig, on_log=None, data: ComparisonData | None = None, *, par: 
     # 5. save the stage atomically: nothing is written if anything above failed
     with quiet_loading():
         save_stage(par, cfg.out, model, tokenizer, stage_info(cfg.out, cfg, [cfg.init], reward_head=cfg.head),
-                   metrics, write_model=lambda tmp: save_reward_model(model, tokenizer, tmp, norm))
+                   metrics, write_model=lambda tmp: write(tmp, model, tokenizer, norm, data))
     return metrics
+
+
+def write(folder: Path, model, tokenizer, norm: dict, data: ComparisonData) -> None:
+    """The reward model's files, and the comparisons it learned from (DPO, lesson 07, learns from the same)."""
+    save_reward_model(model, tokenizer, folder, norm)
+    stages.write_json(folder / SAVED, to_json(data))
 
 
 def run_chatllama(cfg: RMConfig, data: ComparisonData, *, loss: str = "mse", epochs: int = 30, lr: float = 2e-3,

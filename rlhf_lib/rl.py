@@ -1,4 +1,4 @@
-"""Lesson 04 (PPO): the RL plumbing of InstructGPT's third step.
+"""Lesson 04 (PPO): the RL plumbing of InstructGPT's third step; lesson 08: the group baselines of GRPO and RLOO.
 
 Everything here is a pure function on tensors except the two small KL
 controllers. Conventions used throughout:
@@ -211,3 +211,53 @@ def explained_variance(values, returns, mask):
     v, r = values[m], returns[m]
     var_r = r.var()
     return float("nan") if var_r == 0 else float(1 - (r - v).var() / var_r)
+
+
+# ----------------------------------------------------------------------------
+# lesson 08: group baselines (GRPO, RLOO) and the k3 KL as a loss term
+
+
+def group_advantages(rewards, group_size, eps=1e-4):
+    """GRPO's outcome advantage: Â_i = (r_i − mean(r_group)) / (std(r_group) + ε). (B,) -> (B,). Lesson 08.
+
+    Shao et al. 2024 (DeepSeekMath), section 4.1.2: every token of response i gets Â_i. rewards holds B = P·G
+    scores laid out as P consecutive groups of G responses to the same prompt. std is the unbiased one (Bessel's
+    correction, as torch.std and TRL's GRPOTrainer); a group whose G rewards are all equal gets Â = 0 exactly.
+    """
+    assert rewards.dim() == 1 and group_size >= 2 and rewards.shape[0] % group_size == 0
+    r = rewards.view(-1, group_size)  # (P, G)
+    adv = (r - r.mean(dim=1, keepdim=True)) / (r.std(dim=1, keepdim=True) + eps)  # (P, G)
+    return adv.reshape(-1)  # (B,)
+
+
+def leave_one_out_baseline(rewards, k):
+    """RLOO's baseline: b_i = 1/(k − 1) Σ_{j ≠ i} r_j = (Σ_group r − r_i) / (k − 1). (B,) -> (B,). Lesson 08.
+
+    Ahmadian et al. 2024 ("Back to basics"), eq. 5 (Kool et al. 2019): each of the k samples of a prompt is
+    baselined by the mean reward of the other k − 1, so the baseline does not depend on the sample it corrects
+    (the estimate stays unbiased) and no critic is needed. rewards: P consecutive groups of k.
+    The advantage r_i − b_i equals k/(k − 1) · (r_i − mean(r_group)).
+    """
+    assert rewards.dim() == 1 and k >= 2 and rewards.shape[0] % k == 0
+    r = rewards.view(-1, k)  # (P, k)
+    return ((r.sum(dim=1, keepdim=True) - r) / (k - 1)).reshape(-1)  # (B,)
+
+
+def zero_advantage_groups(rewards, group_size, tol=1e-6):
+    """Which groups have all their rewards equal (max − min ≤ tol): their advantages are 0 under both GRPO and RLOO,
+    so they give no policy gradient. (B,) -> (P,) bool. Lesson 08."""
+    assert rewards.dim() == 1 and rewards.shape[0] % group_size == 0
+    r = rewards.view(-1, group_size)  # (P, G)
+    return (r.amax(dim=1) - r.amin(dim=1)) <= tol  # (P,)
+
+
+def k3_kl(logp, ref_logp, mask):
+    """Per-token k3 estimate of KL(π ‖ π_ref): π_ref/π − log(π_ref/π) − 1 = exp(d) − d − 1, d = log π_ref − log π.
+    (B, T) x3 -> (B, T). Lesson 08.
+
+    Schulman 2020; the KL term of GRPO's loss (Shao et al. 2024, eq. 4). Always ≥ 0, 0 where π = π_ref, and its
+    gradient in log π is 1 − π_ref/π: it pulls each token's log-prob back toward the reference's. Masked positions
+    are 0 (garbage there cannot leak: it is replaced before the exponential)."""
+    assert logp.shape == ref_logp.shape == mask.shape
+    d = torch.where(mask.bool(), ref_logp - logp, 0.0)  # (B, T) log π_ref − log π
+    return torch.where(mask.bool(), torch.expm1(d) - d, 0.0)  # (B, T)

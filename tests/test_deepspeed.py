@@ -1,8 +1,8 @@
 """The trainers under DeepSpeed on two CPU processes (lesson 06), on a tiny model and a slice of the data.
 
-One `torchrun` launch trains SFT, the reward model and PPO under ZeRO-3 (the hardest case: every weight is
-partitioned, so sampling must keep the ranks in step and saving must gather the weights first); one `deepspeed`
-launch trains SFT under ZeRO-2. About two minutes on two cores, most of it starting processes.
+One `torchrun` launch trains SFT, the reward model, PPO, GRPO, RLOO and DPO under ZeRO-3 (the hardest case: every
+weight is partitioned, so sampling must keep the ranks in step and saving must gather the weights first); one
+`deepspeed` launch trains SFT under ZeRO-2. About two minutes on two cores, most of it starting processes.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import shutil
 import pytest
 import torch
 
-from rlhf_lib import deepspeed_config, distributed, sft, stages
+from rlhf_lib import deepspeed_config, distributed, dpo, sft, stages
 from rlhf_lib.config import to_dict
 from rlhf_lib.models import ModelConfig, build_tiny_llama, load_causal_lm
 from rlhf_lib.tokenizer import train_tokenizer
@@ -26,7 +26,12 @@ SFT = ["sft.max_len=512", "sft.batch_size=16", "sft.epochs=1", "sft.eval_every=3
 RM = ["rm.max_len=512", "rm.n_prompts=20", "rm.written=9", "rm.sft_samples=1", "rm.lr=3e-3", "rm.epochs=3"]
 PPO = ["ppo.updates=4", "ppo.batch_size=8", "ppo.minibatch_size=4", "ppo.sampling.max_new_tokens=16",
        "ppo.evaluate=false", "ppo.gold_every=0"]
-PER_RANK = ("wall_s", "train_s")                         # the only figures each rank measures for itself
+GROUPS = ["updates=2", "batch_size=4", "group_size=2", "minibatch_size=4", "sampling.max_new_tokens=16",
+          "evaluate=false", "gold_every=0"]                      # 2 prompts × 2 responses a rank, 2 steps an update
+GRPO, RLOO = [f"grpo.{o}" for o in GROUPS], [f"rloo.{o}" for o in GROUPS]
+DPO = ["dpo.epochs=2", "dpo.prompts_per_batch=4", "dpo.lr=3e-3", "dpo.eval_every=2", "dpo.curve_prompts=4",
+       "dpo.evaluate=false"]                                        # 16 training prompts: 4 steps an epoch
+PER_RANK = ("wall_s", "train_s", "reference_s", "s_per_step")                       # the only figures each rank measures for itself
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +66,9 @@ def world(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def zero3_run(world):
-    """SFT, reward model and PPO under ZeRO-3 on two processes started by torchrun."""
-    return distributed.launch(["sft", "rm", "ppo"], nproc=2, deepspeed="zero3", overrides=SFT + RM + PPO,
+    """SFT, reward model, PPO, GRPO, RLOO and DPO under ZeRO-3 on two processes started by torchrun."""
+    return distributed.launch(["sft", "rm", "ppo", "grpo", "rloo", "dpo"], nproc=2, deepspeed="zero3",
+                              overrides=SFT + RM + PPO + GRPO + RLOO + DPO,
                               metrics_dir=world["root"] / "zero3", env=world["env"], timeout=600)
 
 
@@ -115,6 +121,41 @@ def test_ppo_on_two_processes(zero3_run):
     sft_model, _ = load_causal_lm(stages.stage_dir("sft"))
     moved = [not torch.equal(a, b) for a, b in zip(policy.parameters(), sft_model.parameters())]
     assert any(moved)
+
+
+@pytest.mark.parametrize("name", ["grpo", "rloo"])
+def test_group_trainers_on_two_processes(zero3_run, name):
+    """Each rank took whole groups (2 prompts × 2 responses), the three models were counted before ZeRO-3
+    partitioned them, and the policy rank 0 saved after gathering its weights has moved away from SFT."""
+    m = zero3_run[name][0]
+    h = m["history"]
+    assert len(h["update"]) == 2 and all(math.isfinite(x) for x in h["loss"] + h["kl_seq"])
+    assert len(m["samples"]) == 8 and [s["id"] for s in m["samples"][:2]] == [m["samples"][0]["id"]] * 2
+    assert sorted(m["models"]) == ["policy", "reference", "reward model"] and min(m["models"].values()) > 0
+    assert sum(v["groups"] for v in m["groups_by_category"].values()) == 2 * 4        # all ranks' groups
+    policy, _ = load_causal_lm(stages.stage_dir(name))
+    sft_model, _ = load_causal_lm(stages.stage_dir("sft"))
+    assert any(not torch.equal(a, b) for a, b in zip(policy.parameters(), sft_model.parameters()))
+
+
+def test_dpo_on_two_processes(zero3_run, world):
+    """DPO on the comparisons the ZeRO-3 reward model kept: it learned the training pairs and opened the held-out
+    margin, and the policy rank 0 saved after gathering its weights reproduces the run's held-out figures."""
+    m = zero3_run["dpo"][0]
+    h = m["history"]
+    assert m["steps"] == 8 and h["step"] == [0, 2, 4, 6, 8] and m["n_train_prompts"] == 16
+    assert h["chosen_logratio"][0] == pytest.approx(0.0, abs=1e-4)          # π = π_ref before the first step
+    assert h["train_accuracy"][-1] > h["train_accuracy"][1]                 # learning on the training pairs …
+    assert h["chosen_logratio"][-1] > h["rejected_logratio"][-1]            # … and the held-out margin opened
+    cfg = distributed.stage_configs(["dpo"], DPO)["dpo"]
+    policy, tok = load_causal_lm(stages.stage_dir("dpo"))
+    ref, _ = load_causal_lm(stages.stage_dir("sft"))
+    held = dpo.comparisons_of("rm").heldout
+    exs = dpo.examples(tok, held)
+    pairs = dpo.Pairs(held, exs, dpo.all_logps(ref, exs, tok.pad_token_id, 64))
+    again = dpo.measure(policy, pairs, cfg, tok.pad_token_id)
+    assert again["accuracy"] == pytest.approx(m["heldout_accuracy"])
+    assert again["chosen_logratio"] == pytest.approx(m["chosen_logratio"], abs=1e-4)
 
 
 def test_deepspeed_launcher_zero2_gives_the_same_sft(zero3_run, world):
@@ -184,4 +225,6 @@ def test_distributed_trainers_are_unchanged(zero3_run):
     check_against_reference("deepspeed_zero3", {
         "sft": {k: sft_h[k] for k in ("step", "train_loss", "heldout_loss")},
         "rm": {"history": rm_m["history"], "norm": rm_m["norm"], "heldout_accuracy": rm_m["heldout_accuracy"]},
-        "ppo": {k: ppo_h[k] for k in ("score", "kl_seq", "policy_loss", "value_loss", "entropy", "length")}})
+        "ppo": {k: ppo_h[k] for k in ("score", "kl_seq", "policy_loss", "value_loss", "entropy", "length")},
+        **{name: {k: zero3_run[name][0]["history"][k] for k in ("score", "kl_seq", "loss")} for name in ("grpo", "rloo")},
+        "dpo": zero3_run["dpo"][0]["history"]})

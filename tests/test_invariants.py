@@ -2,8 +2,9 @@
 `tests/invariants.json` (the way TRL's invariant tests pin a trainer's losses before a refactor).
 
 Each trainer runs end to end through its public `run` on a slice of the committed data: pretraining (tokenizer and
-base model), SFT, the reward model (sampling, ranking, training, normalisation) and PPO-ptx (rollout, update, gold
-evaluation batch, alignment tax, final evaluation). The DeepSpeed path is pinned in `test_deepspeed.py` against the
+base model), SFT, the reward model (sampling, ranking, training, normalisation), PPO-ptx (rollout, update, gold
+evaluation batch, alignment tax, final evaluation) DPO (the reward model's comparisons, the reference pass, the update,
+the final evaluation), GRPO and RLOO (group rollout, update, gold batch, final evaluation). The DeepSpeed path is pinned in `test_deepspeed.py` against the
 same file. About 30 s in all on two cores.
 
 Tolerance: on the CPU model that recorded the reference, 1e-5 relative (the same seed gives the same numbers; the
@@ -126,6 +127,22 @@ def ppo_trained(rm_trained):
                          ptx_coef=1.0, lr=1e-3, gold_every=2, gold_batch=8))
 
 
+@pytest.fixture(scope="module")
+def dpo_trained(rm_trained):
+    from rlhf_lib.dpo import DPOConfig, run
+    return run(DPOConfig(epochs=2, prompts_per_batch=4, lr=1e-3, eval_every=2, curve_prompts=4))
+
+
+@pytest.fixture(scope="module", params=["grpo", "rloo"])
+def group_trained(request, rm_trained):
+    import importlib
+    from rlhf_lib.generation import SamplingConfig
+    module = importlib.import_module(f"rlhf_lib.{request.param}")
+    cls = module.GRPOConfig if request.param == "grpo" else module.RLOOConfig
+    return request.param, module.run(cls(updates=3, batch_size=4, group_size=2, minibatch_size=4, lr=1e-3,
+                                         sampling=SamplingConfig(max_new_tokens=12), gold_every=2, gold_batch=8))
+
+
 def test_pretraining_is_unchanged(pretrained):
     h = pretrained["history"]
     check_against_reference("pretrain", {"history": {k: h[k] for k in ("step", "train_loss", "heldout_loss", "lr")},
@@ -152,3 +169,17 @@ def test_ppo_is_unchanged(ppo_trained):
     check_against_reference("ppo", {"history": {k: h[k] for k in keys},
                                     **{k: m[k] for k in ("web_heldout_loss", "web_heldout_loss_init",
                                                          "eval_gold_mean", "eval_failure_rate")}})
+
+
+def test_dpo_is_unchanged(dpo_trained):
+    m = dpo_trained
+    check_against_reference("dpo", {"history": m["history"],
+                                    **{k: m[k] for k in ("heldout_accuracy", "gold_accuracy", "chosen_logratio",
+                                                         "rejected_logratio", "steps", "eval_gold_mean")}})
+
+
+def test_group_trainers_are_unchanged(group_trained):
+    name, m = group_trained
+    h = m["history"]
+    check_against_reference(name, {"history": {k: h[k] for k in ("score", "gold", "gold_eval", "kl_seq", "loss")},
+                                   "eval_gold_mean": m["eval_gold_mean"]})

@@ -80,8 +80,8 @@ def test_interrupted_stage_leaves_previous_artifact(artifacts):
 
 
 def test_unknown_stage_is_a_clear_error():
-    with pytest.raises(ValueError, match="unknown stage 'dpo'; stages are .*sft"):
-        pipeline.require("dpo")
+    with pytest.raises(ValueError, match="unknown stage 'kto'; stages are .*sft"):
+        pipeline.require("kto")
 
 
 def test_registry_is_the_one_stage_order():
@@ -89,7 +89,7 @@ def test_registry_is_the_one_stage_order():
     DeepSpeed read the same registry."""
     from rlhf_lib import cli, distributed
     assert pipeline.PIPELINE == ("data", "pretrain", "sft", "rm", "ppo", "eval")
-    assert cli.STAGES is pipeline.STAGES and distributed.STAGES == ("sft", "rm", "ppo")
+    assert cli.STAGES is pipeline.STAGES and distributed.STAGES == ("sft", "rm", "ppo", "grpo", "rloo", "dpo")
     order = list(pipeline.STAGES)
     for name, stage in pipeline.STAGES.items():
         cfg = stage.load()()

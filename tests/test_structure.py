@@ -14,11 +14,13 @@ FLOORS = (                                  # bottom first; a module may import 
     ("knowledge", "world", "korean", "phrasing", "movie_phrasing", "slips", "tasks", "responses", "web", "labelers",
      "build_data"),
     ("models", "tokenizer", "stages", "training", "generation", "reward_model"),
-    ("comparisons", "rollout", "ppo_diagnostics", "evaluation", "probes", "chatllama_bugs", "paraphrases"),
-    ("pretrain", "sft", "reward", "ppo"),
+    ("comparisons", "rollout", "ppo_diagnostics", "evaluation", "probes", "chatllama_bugs", "paraphrases",
+     "frontier", "group_rollout"),
+    ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "rloo"),
     ("pipeline",),
     ("cli", "cli_help", "cli_checks", "distributed", "deepspeed_config", "plots", "ppo_plots", "reward_views",
-     "widgets", "scaling", "lesson", "try_prompt", "__main__", "__init__"),
+     "widgets", "scaling", "lesson", "try_prompt", "__main__", "__init__", "dpo_views",
+     "group_plots"),
 )
 FLOOR = {m: i for i, floor in enumerate(FLOORS) for m in floor}
 MODULES = sorted(p.stem for p in LIB.glob("*.py"))

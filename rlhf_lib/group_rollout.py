@@ -1,0 +1,93 @@
+"""GRPO's and RLOO's rollout (lesson 08): each prompt answered G times, scored, and the log-probs of the sampled tokens.
+
+    2. rollout     each prompt G times, sampled with the KV cache (`generation.sample`)
+    3. score       r(x, y) from `reward_fn`; a response that never emitted EOS gets `no_eos_penalty` instead
+    4. forward     log π_old(y_t) and log π_ref(y_t) of the sampled tokens
+
+PPO's rollout (`rollout.make_memory`) also runs a critic and computes per-token rewards and GAE; a group needs none
+of that: its responses are one another's baseline. `Groups` holds the batch, rows p·G … p·G + G − 1 for prompt p.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields
+
+import torch
+
+from .generation import SamplingConfig, sample
+from .rl import logprobs_from_logits
+from .rollout import decode_responses, pack, response_logits, response_mask
+from .training import check_finite
+
+
+@dataclass
+class Groups:
+    """One update's rollout: P prompts × G responses, response j of prompt p in row p·G + j, prompt ⊕ response
+    right-padded as in `rollout.Memory` (which has a critic's fields; this has none).
+
+    sequences, attention_mask (B, L); prompt_lens (B,); actions, mask, logp, ref_logp (B, T); scores, adv (B,)
+    float; ended (B,) bool; records, texts: lists of B."""
+    sequences: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_lens: torch.Tensor
+    actions: torch.Tensor
+    mask: torch.Tensor
+    logp: torch.Tensor
+    ref_logp: torch.Tensor
+    scores: torch.Tensor
+    adv: torch.Tensor
+    ended: torch.Tensor
+    records: list
+    texts: list
+
+    def __len__(self) -> int:
+        return self.actions.shape[0]
+
+    def __getitem__(self, idx) -> Groups:
+        """Rows `idx`, with the columns that are padding in all of them dropped."""
+        idx = torch.as_tensor(idx)
+        resp_lens = self.mask[idx].sum(-1).long()                           # (b,)
+        T, L = int(resp_lens.max()), int((self.prompt_lens[idx] + resp_lens).max())
+        parts = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, torch.Tensor):
+                parts[f.name] = [v[i] for i in idx.tolist()]
+            else:
+                parts[f.name] = v[idx] if v.dim() == 1 else v[idx, :L] if f.name in ("sequences", "attention_mask") \
+                    else v[idx, :T]
+        return Groups(**parts)
+
+
+@torch.no_grad()
+def rollout_groups(policy, ref, tokenizer, records: list[dict], reward_fn, *, group_size: int,
+                   sampling: SamplingConfig, no_eos_penalty: float, timings: dict) -> Groups:
+    """Phases 2–4 for P prompt records: each answered `group_size` times, scored, and the log-probs of the sampled
+    tokens under the policy and the reference. `timings` receives each phase's seconds."""
+    records = [r for r in records for _ in range(group_size)]               # B = P·G, groups consecutive
+    # 2. rollout with the KV cache
+    t = time.perf_counter()
+    prompt_ids, prompt_attn, actions = sample(policy, tokenizer, [r["prompt"] for r in records], sampling, fmt="chat")
+    mask, ended = response_mask(actions, tokenizer.eos_token_id)            # (B, T), (B,)
+    actions = torch.where(mask.bool(), actions, tokenizer.pad_token_id)      # (B, T) pad after EOS
+    texts = decode_responses(tokenizer, actions, mask)
+    timings["generate"] = time.perf_counter() - t
+    # 3. score; a response cut at max_new_tokens gets the fixed penalty instead
+    t = time.perf_counter()
+    scores = reward_fn(records, texts).float()                              # (B,)
+    check_finite("3. score", scores=scores)
+    scores = torch.where(ended, scores, torch.full_like(scores, no_eos_penalty))
+    timings["score"] = time.perf_counter() - t
+    # 4. log π_old and log π_ref of the sampled tokens
+    t = time.perf_counter()
+    sequences, attn, prompt_lens = pack(prompt_ids, prompt_attn, actions, mask, tokenizer.pad_token_id)  # (B, L) x2
+    T, temperature = actions.shape[1], sampling.temperature
+    policy.eval()
+    logp = logprobs_from_logits(response_logits(policy, sequences, attn, prompt_lens, T, temperature), actions)
+    ref_logp = logprobs_from_logits(response_logits(ref, sequences, attn, prompt_lens, T, temperature), actions)
+    timings["forward"] = time.perf_counter() - t
+    m = mask.bool()
+    check_finite("4. forward", logp=torch.where(m, logp, 0.0), ref_logp=torch.where(m, ref_logp, 0.0))
+    return Groups(sequences=sequences, attention_mask=attn, prompt_lens=prompt_lens, actions=actions, mask=mask,
+                  logp=logp, ref_logp=ref_logp, scores=scores, adv=torch.zeros_like(scores), ended=ended,
+                  records=records, texts=texts)
