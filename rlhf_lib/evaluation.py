@@ -212,6 +212,19 @@ def stage_eval(name: str, *, seed: int = 0) -> dict:
     return evaluate_stage(name, seed=seed)                      # trains the stage first if it is missing
 
 
+def add_to_eval(entries: dict, upstream: list[str]) -> dict:
+    """Add `entries` to the eval stage's metrics.json (lesson 05 writes it; lessons 07–08 add their methods' win
+    rates), keeping every key already there, and return the merged metrics. The stage folder is replaced atomically,
+    with its upstream stages extended by `upstream`."""
+    old = stages.metrics("eval") if stages.exists("eval") else {}
+    before = stages.info("eval").get("upstream", []) if stages.exists("eval") else []
+    merged = {**old, **entries}
+    with stages.writing("eval") as tmp:
+        stages.write_json(tmp / "stage.json", {"stage": "eval", "upstream": list(dict.fromkeys(before + upstream))})
+        stages.write_json(tmp / "metrics.json", merged)
+    return merged
+
+
 def win_rates_by_category(rows_a: list[dict], rows_b: list[dict], *, n_boot: int = 1000, seed: int = 0) -> dict:
     """`win_rate` of A over B overall and within each category: {"overall": {...}, category: {...}}."""
     out = {"overall": win_rate(rows_a, rows_b, n_boot=n_boot, seed=seed)}

@@ -222,3 +222,23 @@ def test_the_frontier_point_of_a_policy_against_itself_has_zero_kl(tok):
     assert frontier.point(model, model, tok, records, SamplingConfig(max_new_tokens=8), seed=0) == p
     other = tiny_lm(tok, seed=1)
     assert frontier.point(model, other, tok, records, SamplingConfig(max_new_tokens=8), seed=0)["kl"] > 0.0
+
+
+# ------------------------------------------------------------------------------------------------ the methods table
+def test_add_to_eval_keeps_lesson_05s_keys_and_extends_upstream(artifacts):
+    with stages.writing("eval") as tmp:
+        stages.write_json(tmp / "stage.json", {"stage": "eval", "upstream": ["sft", "ppo"]})
+        stages.write_json(tmp / "metrics.json", {"win_rate_ppo_vs_sft": {"win_rate": 0.8}, "axes": {"a": 1}})
+    merged = evaluation.add_to_eval({"win_rate_dpo_vs_sft": {"win_rate": 0.6}}, upstream=["sft", "dpo"])
+    assert merged == stages.metrics("eval") == {"win_rate_ppo_vs_sft": {"win_rate": 0.8}, "axes": {"a": 1},
+                                                "win_rate_dpo_vs_sft": {"win_rate": 0.6}}
+    assert stages.info("eval")["upstream"] == ["sft", "ppo", "dpo"]
+
+
+def test_training_seconds_and_models_come_from_each_trainers_metrics():
+    from rlhf_lib.method_views import models_held, training_seconds
+    assert training_seconds({"s_per_update": 2.5, "updates": 12, "wall_s": 99}) == 30.0
+    assert training_seconds({"reference_s": 20.0, "train_s": 50.5, "wall_s": 99}) == 70.5
+    assert training_seconds({"wall_s": 183.1}) == 183.1
+    assert models_held("GRPO", {"models": {"policy": 1, "reference": 1, "reward model": 1}}) == 3
+    assert models_held("PPO-ptx", {}) == 4 and models_held("DPO", {}) == 1

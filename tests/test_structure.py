@@ -19,7 +19,7 @@ FLOORS = (                                  # bottom first; a module may import 
     ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "rloo"),
     ("pipeline",),
     ("cli", "cli_help", "cli_checks", "distributed", "deepspeed_config", "plots", "ppo_plots", "reward_views",
-     "widgets", "scaling", "lesson", "try_prompt", "__main__", "__init__", "dpo_views",
+     "widgets", "scaling", "lesson", "try_prompt", "__main__", "__init__", "method_views",
      "group_plots"),
 )
 FLOOR = {m: i for i, floor in enumerate(FLOORS) for m in floor}

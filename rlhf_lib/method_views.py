@@ -1,10 +1,10 @@
-"""Lesson 07's views: DPO's log-ratio curves, and the reward–KL frontier of every method on one plot."""
+"""Lessons 07–08: DPO's log-ratio curves, the reward–KL frontier of every method on one plot, the methods table."""
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-MARKERS = {"SFT": ("k", "s"), "DPO": ("tab:blue", "o"), "PPO": ("tab:red", "^"), "GRPO": ("tab:green", "D"),
-           "RLOO": ("tab:purple", "v")}
+MARKERS = {"SFT": ("k", "s"), "DPO": ("tab:blue", "o"), "PPO": ("tab:red", "^"), "PPO-ptx": ("tab:orange", "^"),
+           "GRPO": ("tab:green", "D"), "RLOO": ("tab:purple", "v")}
 
 
 def plot_logratios(history: dict, axes=None):
@@ -60,14 +60,34 @@ def plot_frontier(recorded: list[dict], live: list[dict] = (), ax=None, title: s
     return ax
 
 
+def training_seconds(m: dict) -> float | None:
+    """Seconds a stage spent training, from its metrics.json: updates × seconds per update for the RL trainers (their
+    phases, without the final evaluation), the reference pass plus the loop for DPO, the whole run for SFT."""
+    if "s_per_update" in m:
+        return round(m["s_per_update"] * m["updates"], 1)
+    if "train_s" in m:
+        return round(m.get("reference_s", 0.0) + m["train_s"], 1)
+    return m.get("wall_s")
+
+
+def models_held(name: str, m: dict) -> int:
+    """Models in memory while the stage trains: the RL trainers count theirs (`models`); PPO holds policy, reference,
+    reward model and critic; DPO and SFT hold one (DPO's reference log-probs are computed before training starts)."""
+    if m.get("models"):
+        return len(m["models"])
+    return 4 if name.startswith("PPO") else 1
+
+
 def method_rows(results: dict[str, dict]) -> list[dict]:
-    """One table row per policy: `results[name]` holds win (win_rate, ci95), gold, kl and the seconds of training."""
+    """One table row per policy: `results[name]` holds win (win_rate, ci95, or None for the baseline), gold, kl,
+    models and train_s."""
     rows = []
     for name, r in results.items():
         w = r.get("win")
         rows.append({"policy": name,
                      "win rate vs SFT [95 % CI]": (f"{w['win_rate']:.3f} [{w['ci95'][0]:.3f}, {w['ci95'][1]:.3f}]"
                                                    if w else "—"),
-                     "held-out gold": f"{r['gold']:.3f}", "KL to SFT (nats)": f"{r['kl']:.2f}",
-                     "models in memory": r.get("models", "—"), "training s": r.get("train_s", "—")})
+                     "gold (frontier batch)": f"{r['gold']:.3f}", "KL to SFT (nats)": f"{r['kl']:.2f}",
+                     "models in memory": r["models"],
+                     "training s": "—" if r["train_s"] is None else f"{r['train_s']:.0f}"})
     return rows
