@@ -31,7 +31,7 @@ GROUPS = ["updates=2", "batch_size=4", "group_size=2", "minibatch_size=4", "samp
 GRPO, RLOO = [f"grpo.{o}" for o in GROUPS], [f"rloo.{o}" for o in GROUPS]
 DPO = ["dpo.epochs=2", "dpo.prompts_per_batch=4", "dpo.lr=3e-3", "dpo.eval_every=2", "dpo.curve_prompts=4",
        "dpo.evaluate=false"]                                        # 16 training prompts: 4 steps an epoch
-PER_RANK = ("wall_s", "train_s", "reference_s", "s_per_step")                       # the only figures each rank measures for itself
+PER_RANK = ("wall_s", "train_s", "reference_s", "s_per_step")   # the only figures each rank measures for itself
 
 
 @pytest.fixture(scope="module")
@@ -226,5 +226,6 @@ def test_distributed_trainers_are_unchanged(zero3_run):
         "sft": {k: sft_h[k] for k in ("step", "train_loss", "heldout_loss")},
         "rm": {"history": rm_m["history"], "norm": rm_m["norm"], "heldout_accuracy": rm_m["heldout_accuracy"]},
         "ppo": {k: ppo_h[k] for k in ("score", "kl_seq", "policy_loss", "value_loss", "entropy", "length")},
-        **{name: {k: zero3_run[name][0]["history"][k] for k in ("score", "kl_seq", "loss")} for name in ("grpo", "rloo")},
+        **{name: {k: zero3_run[name][0]["history"][k] for k in ("score", "kl_seq", "loss")}
+           for name in ("grpo", "rloo")},
         "dpo": zero3_run["dpo"][0]["history"]})

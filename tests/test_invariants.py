@@ -3,9 +3,9 @@
 
 Each trainer runs end to end through its public `run` on a slice of the committed data: pretraining (tokenizer and
 base model), SFT, the reward model (sampling, ranking, training, normalisation), PPO-ptx (rollout, update, gold
-evaluation batch, alignment tax, final evaluation) DPO (the reward model's comparisons, the reference pass, the update,
-the final evaluation), GRPO and RLOO (group rollout, update, gold batch, final evaluation). The DeepSpeed path is pinned in `test_deepspeed.py` against the
-same file. About 30 s in all on two cores.
+evaluation batch, alignment tax, final evaluation), DPO (the reward model's comparisons, the reference pass, the
+update, the final evaluation), GRPO and RLOO (group rollout, update, gold batch, final evaluation). The DeepSpeed path
+is pinned in `test_deepspeed.py` against the same file. About 30 s in all on two cores.
 
 Tolerance: on the CPU model that recorded the reference, 1e-5 relative (the same seed gives the same numbers; the
 only slack is for a different thread count). On another CPU model, floats differ from the third or fourth digit of a
@@ -136,6 +136,7 @@ def dpo_trained(rm_trained):
 @pytest.fixture(scope="module", params=["grpo", "rloo"])
 def group_trained(request, rm_trained):
     import importlib
+
     from rlhf_lib.generation import SamplingConfig
     module = importlib.import_module(f"rlhf_lib.{request.param}")
     cls = module.GRPOConfig if request.param == "grpo" else module.RLOOConfig
