@@ -13,7 +13,7 @@ FLOORS = (                                  # bottom first; a module may import 
     ("config", "losses", "rl", "data", "checksums", "machine"),
     ("knowledge", "world", "korean", "phrasing", "movie_phrasing", "slips", "tasks", "responses", "web", "labelers",
      "build_data"),
-    ("models", "tokenizer", "stages", "training", "generation", "reward_model"),
+    ("models", "tokenizer", "stages", "training", "generation", "reward_model", "serving"),
     ("comparisons", "rollout", "ppo_diagnostics", "evaluation", "probes", "chatllama_bugs", "paraphrases",
      "frontier", "group_rollout"),
     ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "rloo"),
