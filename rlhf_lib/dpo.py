@@ -262,19 +262,14 @@ def fit(cfg: DPOConfig, on_log=None, *, par: Parallel = LOCAL):
 def run(cfg: DPOConfig, on_log=None, *, par: Parallel = LOCAL) -> dict:
     """Train DPO (`fit`) and save stage `cfg.out` with metrics.json and (if cfg.evaluate) eval.json. Returns the
     metrics."""
-    from .evaluation import evaluate_stage
+    from .evaluation import evaluate_into
     t0 = time.time()
     model, tokenizer, metrics = fit(cfg, on_log, par=par)
     metrics["wall_s"] = round(time.time() - t0, 1)
     if cfg.out:
         save_stage(par, cfg.out, model, tokenizer, stage_info(cfg.out, cfg, [cfg.init, cfg.comparisons]), metrics)
         if cfg.evaluate:
-            def evaluate() -> dict:
-                ev = evaluate_stage(cfg.out)
-                metrics.update(eval_gold_mean=ev["gold_mean"], eval_failure_rate=ev["failure_rate"])
-                stages.write_json(stages.stage_dir(cfg.out) / "metrics.json", metrics)
-                return metrics
-            metrics = par.once(evaluate)
+            metrics = par.once(lambda: evaluate_into(cfg.out, metrics))
     return metrics
 
 

@@ -158,6 +158,15 @@ def evaluate_stage(name: str, *, gen: GenerationConfig = DEFAULT_GENERATION, see
     return result
 
 
+def evaluate_into(name: str, metrics: dict) -> dict:
+    """After a trainer saved stage `name`: evaluate it (its eval.json) and add the gold mean and failure rate to its
+    `metrics` and its metrics.json. Returns the metrics."""
+    ev = evaluate_stage(name)
+    metrics.update(eval_gold_mean=ev["gold_mean"], eval_failure_rate=ev["failure_rate"])
+    stages.write_json(stages.stage_dir(name) / "metrics.json", metrics)
+    return metrics
+
+
 def same_eval(path, gen: GenerationConfig, seed: int) -> dict | None:
     """The eval.json at `path` if it was made with these sampling settings and seed, else None."""
     if not path.is_file():

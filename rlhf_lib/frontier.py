@@ -19,11 +19,11 @@ import torch
 
 from . import stages
 from .build_data import task_from_record
-from .generation import SamplingConfig, sample
+from .generation import SamplingConfig
 from .labelers import score
 from .models import load_causal_lm
-from .rl import logprobs_from_logits, sequence_kl
-from .rollout import decode_responses, pack, response_logits, response_mask
+from .rl import sequence_kl
+from .rollout import sample_responses, sampled_logprobs
 
 
 @torch.no_grad()
@@ -42,16 +42,11 @@ def measure(policy, ref, tokenizer, records: list[dict], sampling: SamplingConfi
     policy.eval(), ref.eval()
     for start in range(0, len(records), batch_size):
         batch = records[start:start + batch_size]
-        prompt_ids, prompt_attn, actions = sample(policy, tokenizer, [r["prompt"] for r in batch], sampling,
-                                                  fmt="chat")
-        mask, _ = response_mask(actions, tokenizer.eos_token_id)                          # (B, T)
-        actions = torch.where(mask.bool(), actions, tokenizer.pad_token_id)
-        sequences, attn, prompt_lens = pack(prompt_ids, prompt_attn, actions, mask, tokenizer.pad_token_id)
-        T, temp = actions.shape[1], sampling.temperature
-        logp = logprobs_from_logits(response_logits(policy, sequences, attn, prompt_lens, T, temp), actions)
-        ref_logp = logprobs_from_logits(response_logits(ref, sequences, attn, prompt_lens, T, temp), actions)
-        kl += sequence_kl(logp, ref_logp, mask).tolist()                                  # (B,)
-        gold += [score(task_from_record(r), t) for r, t in zip(batch, decode_responses(tokenizer, actions, mask))]
+        s = sample_responses(policy, tokenizer, batch, sampling)
+        logp = sampled_logprobs(policy, s, sampling.temperature)                          # (B, T)
+        ref_logp = sampled_logprobs(ref, s, sampling.temperature)                         # (B, T)
+        kl += sequence_kl(logp, ref_logp, s.mask).tolist()                                # (B,)
+        gold += [score(task_from_record(r), t) for r, t in zip(batch, s.texts)]
     return {"gold": round(sum(gold) / len(gold), 4), "kl": round(sum(kl) / len(kl), 4), "n": len(gold)}
 
 

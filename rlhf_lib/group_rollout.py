@@ -14,9 +14,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
-from .generation import SamplingConfig, sample
-from .rl import logprobs_from_logits
-from .rollout import decode_responses, pack, response_logits, response_mask
+from .generation import SamplingConfig
+from .rollout import sample_responses, sampled_logprobs
 from .training import check_finite
 
 
@@ -67,10 +66,8 @@ def rollout_groups(policy, ref, tokenizer, records: list[dict], reward_fn, *, gr
     records = [r for r in records for _ in range(group_size)]               # B = P·G, groups consecutive
     # 2. rollout with the KV cache
     t = time.perf_counter()
-    prompt_ids, prompt_attn, actions = sample(policy, tokenizer, [r["prompt"] for r in records], sampling, fmt="chat")
-    mask, ended = response_mask(actions, tokenizer.eos_token_id)            # (B, T), (B,)
-    actions = torch.where(mask.bool(), actions, tokenizer.pad_token_id)      # (B, T) pad after EOS
-    texts = decode_responses(tokenizer, actions, mask)
+    s = sample_responses(policy, tokenizer, records, sampling)
+    mask, ended, texts = s.mask, s.ended, s.texts
     timings["generate"] = time.perf_counter() - t
     # 3. score; a response cut at max_new_tokens gets the fixed penalty instead
     t = time.perf_counter()
@@ -80,14 +77,12 @@ def rollout_groups(policy, ref, tokenizer, records: list[dict], reward_fn, *, gr
     timings["score"] = time.perf_counter() - t
     # 4. log π_old and log π_ref of the sampled tokens
     t = time.perf_counter()
-    sequences, attn, prompt_lens = pack(prompt_ids, prompt_attn, actions, mask, tokenizer.pad_token_id)  # (B, L) x2
-    T, temperature = actions.shape[1], sampling.temperature
     policy.eval()
-    logp = logprobs_from_logits(response_logits(policy, sequences, attn, prompt_lens, T, temperature), actions)
-    ref_logp = logprobs_from_logits(response_logits(ref, sequences, attn, prompt_lens, T, temperature), actions)
+    logp = sampled_logprobs(policy, s, sampling.temperature)                # (B, T)
+    ref_logp = sampled_logprobs(ref, s, sampling.temperature)               # (B, T)
     timings["forward"] = time.perf_counter() - t
     m = mask.bool()
     check_finite("4. forward", logp=torch.where(m, logp, 0.0), ref_logp=torch.where(m, ref_logp, 0.0))
-    return Groups(sequences=sequences, attention_mask=attn, prompt_lens=prompt_lens, actions=actions, mask=mask,
-                  logp=logp, ref_logp=ref_logp, scores=scores, adv=torch.zeros_like(scores), ended=ended,
+    return Groups(sequences=s.sequences, attention_mask=s.attention_mask, prompt_lens=s.prompt_lens, actions=s.actions,
+                  mask=mask, logp=logp, ref_logp=ref_logp, scores=scores, adv=torch.zeros_like(scores), ended=ended,
                   records=records, texts=texts)

@@ -322,7 +322,7 @@ def run_groups(cfg, name: str, on_log=None, reward_fn=None, *, par: Parallel = L
     """Train with the group loop from stage `cfg.init` against stage `cfg.reward` (or the verifiable reward, or
     `reward_fn(records, texts) -> (B,)` if given); save stage `cfg.out` with metrics.json and (if cfg.evaluate)
     eval.json. `method`: the loop's `advantages` and `step` (GRPO's by default). Returns the metrics."""
-    from .evaluation import evaluate_stage
+    from .evaluation import evaluate_into
     from .models import load_causal_lm
     from .reward_model import load_reward_model
     t0, memory = time.time(), PeakMemory()
@@ -367,12 +367,7 @@ def run_groups(cfg, name: str, on_log=None, reward_fn=None, *, par: Parallel = L
         save_stage(par, cfg.out, policy, tokenizer, stage_info(cfg.out, cfg, [cfg.init] + [cfg.reward] * (not check)),
                    metrics)
         if cfg.evaluate:
-            def evaluate() -> dict:
-                ev = evaluate_stage(cfg.out)
-                metrics.update(eval_gold_mean=ev["gold_mean"], eval_failure_rate=ev["failure_rate"])
-                stages.write_json(stages.stage_dir(cfg.out) / "metrics.json", metrics)
-                return metrics
-            metrics = par.once(evaluate)
+            metrics = par.once(lambda: evaluate_into(cfg.out, metrics))
     return metrics
 
 

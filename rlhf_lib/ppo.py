@@ -350,7 +350,7 @@ def run(cfg: PPOConfig, on_log=None, reward_fn=None, *, par: Parallel = LOCAL) -
     """Train PPO (or PPO-ptx) from stage `cfg.init` against stage `cfg.reward`; save stage `cfg.out` with
     metrics.json and (if cfg.evaluate) eval.json. Returns the metrics. `reward_fn(records, texts) -> (B,)` replaces
     the reward model's score if given (e.g. `gold_reward_fn`); the critic still starts from stage `cfg.reward`."""
-    from .evaluation import evaluate_stage
+    from .evaluation import evaluate_into
     from .pretrain import lm_loss
     t0 = time.time()
     # 0. the RL prompts (checked before any model is loaded), the four models, the web corpus (PPO-ptx, alignment tax)
@@ -378,12 +378,7 @@ def run(cfg: PPOConfig, on_log=None, reward_fn=None, *, par: Parallel = LOCAL) -
     if cfg.out:
         save_stage(par, cfg.out, policy, tokenizer, stage_info(cfg.out, cfg, [cfg.init, cfg.reward]), metrics)
         if cfg.evaluate:
-            def evaluate() -> dict:
-                ev = evaluate_stage(cfg.out)
-                metrics.update(eval_gold_mean=ev["gold_mean"], eval_failure_rate=ev["failure_rate"])
-                stages.write_json(stages.stage_dir(cfg.out) / "metrics.json", metrics)
-                return metrics
-            metrics = par.once(evaluate)
+            metrics = par.once(lambda: evaluate_into(cfg.out, metrics))
     return metrics
 
 

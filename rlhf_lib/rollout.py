@@ -185,6 +185,35 @@ def decode_responses(tokenizer, actions: torch.Tensor, mask: torch.Tensor) -> li
             for row, mrow in zip(actions.tolist(), mask.tolist())]
 
 
+@dataclass
+class Sampled:
+    """One response per record, ready for the forward passes: prompt ⊕ response right-padded (B, L), the responses
+    (B, T) padded after EOS, their mask, whether each ended, and the decoded texts."""
+    sequences: torch.Tensor
+    attention_mask: torch.Tensor
+    prompt_lens: torch.Tensor
+    actions: torch.Tensor
+    mask: torch.Tensor
+    ended: torch.Tensor
+    texts: list
+
+
+@torch.no_grad()
+def sample_responses(policy, tokenizer, records: list[dict], sampling: SamplingConfig) -> Sampled:
+    """Phase 1: one response per record with the KV cache (`generation.sample`), padded after EOS and packed."""
+    prompt_ids, prompt_attn, actions = sample(policy, tokenizer, [r["prompt"] for r in records], sampling, fmt="chat")
+    mask, ended = response_mask(actions, tokenizer.eos_token_id)            # (B, T), (B,)
+    actions = torch.where(mask.bool(), actions, tokenizer.pad_token_id)      # (B, T) pad after EOS
+    sequences, attn, prompt_lens = pack(prompt_ids, prompt_attn, actions, mask, tokenizer.pad_token_id)  # (B, L) x2
+    return Sampled(sequences, attn, prompt_lens, actions, mask, ended, decode_responses(tokenizer, actions, mask))
+
+
+def sampled_logprobs(model, s: Sampled, temperature: float) -> torch.Tensor:
+    """log π(y_t | x, y_<t) of the sampled tokens under `model` at the sampling temperature: (B, T)."""
+    logits = response_logits(model, s.sequences, s.attention_mask, s.prompt_lens, s.actions.shape[1], temperature)
+    return logprobs_from_logits(logits, s.actions)
+
+
 @torch.no_grad()
 def make_memory(policy, ref, critic, tokenizer, records, reward_fn, *, sampling: SamplingConfig, beta: float,
                 gamma: float, lam: float, no_eos_penalty: float, timings: dict | None = None) -> Memory:
@@ -193,10 +222,9 @@ def make_memory(policy, ref, critic, tokenizer, records, reward_fn, *, sampling:
     timings = {} if timings is None else timings
     # 1. rollout with the KV cache
     t = time.perf_counter()
-    prompt_ids, prompt_attn, actions = sample(policy, tokenizer, [r["prompt"] for r in records], sampling, fmt="chat")
-    mask, ended = response_mask(actions, tokenizer.eos_token_id)            # (B, T), (B,)
-    actions = torch.where(mask.bool(), actions, tokenizer.pad_token_id)      # (B, T) pad after EOS
-    texts = decode_responses(tokenizer, actions, mask)
+    s = sample_responses(policy, tokenizer, records, sampling)
+    sequences, attn, prompt_lens, actions, mask, ended, texts = (s.sequences, s.attention_mask, s.prompt_lens,
+                                                                 s.actions, s.mask, s.ended, s.texts)
     timings["generate"] = time.perf_counter() - t
     # 2. score with the reward model; responses cut at max_new_tokens get a fixed penalty instead
     t = time.perf_counter()
@@ -206,14 +234,10 @@ def make_memory(policy, ref, critic, tokenizer, records, reward_fn, *, sampling:
     timings["score"] = time.perf_counter() - t
     # 3. log-probs of the sampled tokens under the policy and the reference; values from the critic
     t = time.perf_counter()
-    sequences, attn, prompt_lens = pack(prompt_ids, prompt_attn, actions, mask, tokenizer.pad_token_id)  # (B, L) x2
-    T, temperature = actions.shape[1], sampling.temperature
     policy.eval(), critic.eval()
-    logp = logprobs_from_logits(response_logits(policy, sequences, attn, prompt_lens, T, temperature),
-                                actions)                                    # (B, T)
-    ref_logp = logprobs_from_logits(response_logits(ref, sequences, attn, prompt_lens, T, temperature),
-                                    actions)                                # (B, T)
-    values = critic(sequences, attn, prompt_lens, T)                        # (B, T)
+    logp = sampled_logprobs(policy, s, sampling.temperature)                # (B, T)
+    ref_logp = sampled_logprobs(ref, s, sampling.temperature)               # (B, T)
+    values = critic(sequences, attn, prompt_lens, actions.shape[1])         # (B, T)
     timings["forward"] = time.perf_counter() - t
     m = mask.bool()
     check_finite("3. forward (log-probs, values)", logp=torch.where(m, logp, 0.0),

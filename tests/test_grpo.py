@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from rlhf_lib import group_rollout, grpo, rloo
+from rlhf_lib import group_rollout, grpo, rloo, rollout
 from rlhf_lib.generation import SamplingConfig
 from rlhf_lib.losses import grpo_loss, rloo_loss
 from rlhf_lib.models import ModelConfig, build_tiny_llama
@@ -246,8 +246,8 @@ def test_rollout_groups_repeats_each_prompt_and_slices_like_memory(tok):
 def every_response_ends(monkeypatch):
     """A random tiny model almost never samples EOS, and a response without one gets the fixed no-EOS penalty
     instead of the toy reward: count every response as ended (its mask keeps all its tokens)."""
-    real = group_rollout.response_mask
-    monkeypatch.setattr(group_rollout, "response_mask",
+    real = rollout.response_mask
+    monkeypatch.setattr(rollout, "response_mask",
                         lambda actions, eos: (real(actions, eos)[0], torch.ones(len(actions), dtype=torch.bool)))
 
 
