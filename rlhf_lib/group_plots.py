@@ -9,6 +9,7 @@ import matplotlib.pyplot as plt
 
 from .evaluation import win_rates_by_category
 from .grpo import held_out_verifiable, verifiable_score
+from .plots import UpdateDashboard
 from .world import CATEGORIES
 
 PHASES = ("generate", "score", "forward", "update")
@@ -38,23 +39,14 @@ def dashboard_figure(h: dict, title: str, updates: int | None = None):
     return fig
 
 
-class GroupDashboard:
+class GroupDashboard(UpdateDashboard):
     """`on_log` callback: redraws `dashboard_figure` in place every `every` updates and at the last one."""
 
     def __init__(self, title: str, every: int = 3, updates: int | None = None):
-        self.title, self.every, self.updates, self.handle = title, every, updates, None
+        super().__init__(title, every, updates)
 
-    def __call__(self, h: dict) -> None:
-        from IPython.display import display
-        done = len(h["update"])
-        if done % self.every and done != self.updates:
-            return
-        fig = dashboard_figure(h, self.title, self.updates)
-        if self.handle is None:
-            self.handle = display(fig, display_id=True)
-        else:
-            self.handle.update(fig)
-        plt.close(fig)
+    def figure(self, h: dict):
+        return dashboard_figure(h, self.title, self.updates)
 
 
 def phase_bars(per_phase: dict[str, dict], ax=None):

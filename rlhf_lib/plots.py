@@ -38,13 +38,37 @@ class LiveCurves:
         return fig
 
     def __call__(self, history: dict) -> None:
-        from IPython.display import display
-        fig = self.figure(history)
-        if self.handle is None:
-            self.handle = display(fig, display_id=True)
-        else:
-            self.handle.update(fig)
-        plt.close(fig)
+        self.handle = redraw(self.handle, self.figure(history))
+
+
+def redraw(handle, fig):
+    """Show `fig` in the notebook, in place of the figure `handle` showed (a new output when None); returns the
+    handle. The figure is closed, so only the displayed image remains."""
+    from IPython.display import display
+    if handle is None:
+        handle = display(fig, display_id=True)
+    else:
+        handle.update(fig)
+    plt.close(fig)
+    return handle
+
+
+class UpdateDashboard:
+    """`on_log` callback of an RL loop: redraws `self.figure(history)` in place every `every` updates and at the last
+    one (give `updates`, the run's number of updates, so the final figure shows the end of training). Subclasses
+    define `figure`."""
+
+    def __init__(self, title: str, every: int = 1, updates: int | None = None):
+        self.title, self.every, self.updates, self.handle = title, every, updates, None
+
+    def figure(self, h: dict):
+        raise NotImplementedError("a dashboard subclass draws its own figure")
+
+    def __call__(self, h: dict) -> None:
+        done = len(h["update"])
+        if done % self.every and done != self.updates:
+            return
+        self.handle = redraw(self.handle, self.figure(h))
 
 
 def category_bars(results: dict[str, dict], metric: str = "gold_mean", title: str | None = None, ax=None):

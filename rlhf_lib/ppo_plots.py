@@ -10,6 +10,7 @@ import math
 
 import matplotlib.pyplot as plt
 
+from .plots import UpdateDashboard
 from .world import CATEGORIES
 
 # (title, [(history key, label)], y label) — one panel each
@@ -56,24 +57,14 @@ def dashboard_figure(h: dict, title: str = "PPO", updates: int | None = None):
     return fig
 
 
-class PPODashboard:
-    """`on_log` callback: redraws `dashboard_figure` in place every `every` updates and at the last one (give
-    `updates`, the run's number of updates, so the final figure shows the end of training)."""
+class PPODashboard(UpdateDashboard):
+    """`on_log` callback: redraws `dashboard_figure` in place every `every` updates and at the last one."""
 
     def __init__(self, title: str = "PPO", every: int = 1, updates: int | None = None):
-        self.title, self.every, self.updates, self.handle = title, every, updates, None
+        super().__init__(title, every, updates)
 
-    def __call__(self, h: dict) -> None:
-        from IPython.display import display
-        done = len(h["update"])
-        if done % self.every and done != self.updates:
-            return
-        fig = dashboard_figure(h, self.title, self.updates)
-        if self.handle is None:
-            self.handle = display(fig, display_id=True)
-        else:
-            self.handle.update(fig)
-        plt.close(fig)
+    def figure(self, h: dict):
+        return dashboard_figure(h, self.title, self.updates)
 
 
 def win_rate_bars(results: dict[str, dict], title: str = "gold win rate against SFT", ax=None):
