@@ -40,7 +40,7 @@ from .losses import dpo_loss, implicit_reward
 from .models import load_causal_lm
 from .reward_model import encode
 from .rl import logprobs_from_logits
-from .sft import Example, collate
+from .sft import Example, collate, loss_positions
 from .tokenizer import render_prompt
 from .training import LOCAL, Parallel, adamw, ensure_finite, save_stage, stage_info, warmup_cosine_lr
 
@@ -92,7 +92,8 @@ def comparisons_of(stage: str) -> ComparisonData:
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: stage '{stage}' was trained before reward-model stages kept "
                                 f"their comparisons; train it again (rlhf rm, or move {path.parent} away)")
-    return from_json(stages.read_json(stage, SAVED), str(path))
+    fix = f"train stage '{stage}' again (rlhf rm, or move {path.parent} away)"
+    return from_json(stages.load_json(path, fix), str(path))          # `existing` has verified the checksums
 
 
 def examples(tokenizer, comps: list[Comparison]) -> list[Example]:
@@ -115,15 +116,10 @@ def examples(tokenizer, comps: list[Comparison]) -> list[Example]:
 # ------------------------------------------------------------------------------------------------ 2.–3.
 def sequence_logps(model, batch: dict) -> torch.Tensor:
     """log π(y|x) = Σ_t log π(y_t | x, y_<t) over each response's tokens (EOS included): (B, T) batch -> (B,).
-    Only the response positions go through the LM head (`sft.batch_loss` does the same)."""
-    mask = batch["loss_mask"][:, 1:]                                                       # (B, T-1)
-    keep = mask.bool()
-    hidden = model.get_decoder()(input_ids=batch["input_ids"],
-                                 attention_mask=batch["attention_mask"]).last_hidden_state  # (B, T, H)
-    logits = model.get_output_embeddings()(hidden[:, :-1][keep])                          # (N, V)
-    token_logp = logprobs_from_logits(logits, batch["input_ids"][:, 1:][keep])            # (N,)
-    row = torch.arange(len(mask), device=mask.device)[:, None].expand_as(mask)[keep]      # (N,) its response
-    return token_logp.new_zeros(len(mask)).index_add(0, row, token_logp)                 # (B,)
+    Only the response positions go through the LM head (`sft.loss_positions`, as SFT's loss)."""
+    logits, labels, rows = loss_positions(model, batch)                                   # (N, V), (N,), (N,)
+    token_logp = logprobs_from_logits(logits, labels)                                     # (N,)
+    return token_logp.new_zeros(len(batch["input_ids"])).index_add(0, rows, token_logp)   # (B,)
 
 
 @torch.no_grad()

@@ -10,19 +10,20 @@ of that: its responses are one another's baseline. `Groups` holds the batch, row
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 
 from .generation import SamplingConfig
-from .rollout import sample_responses, sampled_logprobs
+from .rollout import Rows, sample_responses, sampled_logprobs
 from .training import check_finite
 
 
 @dataclass
-class Groups:
+class Groups(Rows):
     """One update's rollout: P prompts × G responses, response j of prompt p in row p·G + j, prompt ⊕ response
-    right-padded as in `rollout.Memory` (which has a critic's fields; this has none).
+    right-padded as in `rollout.Memory` (which has a critic's fields; this has none); minibatches slice it by rows
+    (`rollout.Rows`).
 
     sequences, attention_mask (B, L); prompt_lens (B,); actions, mask, logp, ref_logp (B, T); scores, adv (B,)
     float; ended (B,) bool; records, texts: lists of B."""
@@ -38,24 +39,6 @@ class Groups:
     ended: torch.Tensor
     records: list
     texts: list
-
-    def __len__(self) -> int:
-        return self.actions.shape[0]
-
-    def __getitem__(self, idx) -> Groups:
-        """Rows `idx`, with the columns that are padding in all of them dropped."""
-        idx = torch.as_tensor(idx)
-        resp_lens = self.mask[idx].sum(-1).long()                           # (b,)
-        T, L = int(resp_lens.max()), int((self.prompt_lens[idx] + resp_lens).max())
-        parts = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if not isinstance(v, torch.Tensor):
-                parts[f.name] = [v[i] for i in idx.tolist()]
-            else:
-                parts[f.name] = v[idx] if v.dim() == 1 else v[idx, :L] if f.name in ("sequences", "attention_mask") \
-                    else v[idx, :T]
-        return Groups(**parts)
 
 
 @torch.no_grad()

@@ -24,8 +24,34 @@ from .rl import gae, kl_penalized_rewards, logprobs_from_logits, whiten
 from .training import check_finite
 
 
+class Rows:
+    """A rollout batch of B rows — `sequences`/`attention_mask` (B, L), other tensors (B, T) or (B,), lists of B —
+    that minibatches slice by rows (`Memory` here, `group_rollout.Groups` for GRPO and RLOO)."""
+
+    def __len__(self) -> int:
+        return self.actions.shape[0]
+
+    def __getitem__(self, idx):
+        """The rows `idx` (a list or 1-D tensor of indices), with the columns that are padding in all of them
+        dropped: a minibatch costs only as much compute as its longest row."""
+        idx = torch.as_tensor(idx)
+        resp_lens = self.mask[idx].sum(-1).long()                           # (b,)
+        T = int(resp_lens.max())
+        L = int((self.prompt_lens[idx] + resp_lens).max())
+        parts = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, torch.Tensor):
+                parts[f.name] = [v[i] for i in idx.tolist()]
+            elif v.dim() == 1:
+                parts[f.name] = v[idx]
+            else:
+                parts[f.name] = v[idx, :L] if f.name in ("sequences", "attention_mask") else v[idx, :T]
+        return type(self)(**parts)
+
+
 @dataclass
-class Memory:
+class Memory(Rows):
     """One rollout batch: B responses, each stored as prompt ⊕ response, right-padded to L tokens.
 
     ChatLLaMA's `Memory` held states, actions, sequences, values, rewards, actions_log_probs and sequences_mask.
@@ -64,27 +90,6 @@ class Memory:
     ended: torch.Tensor
     records: list
     texts: list
-
-    def __len__(self) -> int:
-        return self.actions.shape[0]
-
-    def __getitem__(self, idx) -> Memory:
-        """The rows `idx` (a list or 1-D tensor of indices), with the columns that are padding in all of them
-        dropped: a minibatch costs only as much compute as its longest row."""
-        idx = torch.as_tensor(idx)
-        resp_lens = self.mask[idx].sum(-1).long()                           # (b,)
-        T = int(resp_lens.max())
-        L = int((self.prompt_lens[idx] + resp_lens).max())
-        parts = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if not isinstance(v, torch.Tensor):
-                parts[f.name] = [v[i] for i in idx.tolist()]
-            elif v.dim() == 1:
-                parts[f.name] = v[idx]
-            else:
-                parts[f.name] = v[idx, :L] if f.name in ("sequences", "attention_mask") else v[idx, :T]
-        return Memory(**parts)
 
 
 def response_mask(actions: torch.Tensor, eos_id: int) -> tuple[torch.Tensor, torch.Tensor]:

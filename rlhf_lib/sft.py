@@ -118,8 +118,9 @@ def collate(batch: list[Example], pad_id: int, mask_prompt: bool) -> dict:
     return {"input_ids": ids, "attention_mask": attn, "loss_mask": loss_mask}
 
 
-def batch_loss(model, b: dict):
-    """Masked next-token loss of one batch: position t predicts token t+1.
+def loss_positions(model, b: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits (N, V) at the N positions whose next token counts (`loss_mask`), those tokens (N,), and the row of
+    the batch each belongs to (N,): position t predicts token t+1.
 
     Only the positions that count are sent through the LM head: with a vocabulary of V tokens the head is most of a
     small model's compute, and the prompt positions' logits would be multiplied by 0 anyway."""
@@ -128,9 +129,16 @@ def batch_loss(model, b: dict):
     keep = mask.bool()
     logits = model.get_output_embeddings()(hidden[:, :-1][keep])                          # (N, V), N = mask.sum()
     labels = b["input_ids"][:, 1:][keep]                                                   # (N,)
+    rows = torch.arange(len(mask), device=mask.device)[:, None].expand_as(mask)[keep]     # (N,)
+    return logits, labels, rows
+
+
+def batch_loss(model, b: dict):
+    """Masked next-token loss of one batch (`loss_positions`), the token mean over the response tokens."""
+    logits, labels, _ = loss_positions(model, b)                                           # (N, V), (N,)
     # the kept positions as one row of N tokens, all of which count
     logits, labels = rearrange(logits, "n v -> 1 n v"), rearrange(labels, "n -> 1 n")     # (1, N, V), (1, N)
-    return masked_lm_loss(logits, labels, torch.ones_like(labels, dtype=mask.dtype))
+    return masked_lm_loss(logits, labels, torch.ones_like(labels, dtype=b["loss_mask"].dtype))
 
 
 @torch.no_grad()

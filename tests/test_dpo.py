@@ -4,6 +4,7 @@ separable preference. Nothing here reads artifacts/."""
 from __future__ import annotations
 
 import math
+import re
 from itertools import combinations
 
 import pytest
@@ -198,13 +199,8 @@ def test_comparisons_round_trip_through_json():
 def test_a_damaged_comparisons_file_names_its_field(damage, field):
     obj = comparisons.to_json(toy_data(6, 2))
     damage(obj)
-    with pytest.raises(DataError, match=rf"rm/comparisons.json: field '{re_escape(field)}'"):
+    with pytest.raises(DataError, match=rf"rm/comparisons.json: field '{re.escape(field)}'"):
         comparisons.from_json(obj, "rm/comparisons.json")
-
-
-def re_escape(s):
-    import re
-    return re.escape(s)
 
 
 def test_a_reward_stage_without_comparisons_says_what_to_do(artifacts):
