@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import labelers
+from .app_data import apps_dir, build_apps
 from .config import fixed, knob, to_dict, validate
 from .data import Invalid, check_meta, write_jsonl
 from .knowledge import GENRES, PERSON_DATES
@@ -176,6 +177,10 @@ def build(out: Path, seed: int = 0, sizes: DataSizes = DataSizes()) -> dict:
                "instructgpt_agreement": labelers.INSTRUCTGPT_AGREEMENT, "seed_prompts": list(SEED_PROMPTS),
                "world_config": to_dict(WORLD_CONFIG)}
     (out / "world.json").write_text(json.dumps(summary, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+    # 5. the applications of lesson 09: the catalog database, their demonstrations, SQL prompts, held-out dialogues
+    apps = build_apps(out, seed)
+    (apps_dir(out) / "apps.json").write_text(json.dumps(apps, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return summary
 
 

@@ -99,9 +99,9 @@ class GRPOConfig:
         check_group_config(self)
 
 
-def check_group_config(cfg) -> None:
+def check_group_config(cfg, stage_fields: tuple[str, ...] = ("init", "reward", "out")) -> None:
     """The cross-field rules GRPOConfig and RLOOConfig share; ValueError naming the field and the fix."""
-    check_stage_fields(cfg, "init", "reward", "out", empty_ok=("out",))
+    check_stage_fields(cfg, *stage_fields, empty_ok=("out",))
     name, n = type(cfg).__name__, cfg.batch_size * cfg.group_size
     if cfg.minibatch_size > n or n % cfg.minibatch_size:
         raise ValueError(f"{name}.minibatch_size = {cfg.minibatch_size} does not divide batch_size × group_size = "
@@ -159,7 +159,8 @@ def train(cfg, policy, ref, tokenizer, prompts: list[dict], reward_fn, *, advant
     engine = par.engine([policy], opt, clip=[(list(policy.parameters()), cfg.max_grad_norm)])
     micro, G = par.micro(cfg.minibatch_size), cfg.group_size
     h = {k: [] for k in HISTORY_KEYS}
-    groups = {c: [0.0, 0.0] for c in CATEGORIES}      # category -> [groups, zero-advantage groups]
+    cats = list(CATEGORIES) + sorted({r["category"] for r in prompts} - set(CATEGORIES))    # + e.g. lesson 09's sql
+    groups = {c: [0.0, 0.0] for c in cats}            # category -> [groups, zero-advantage groups]
     order: list[int] = []
     bar = par.progress(range(cfg.updates), name)
     with par.device():
@@ -207,9 +208,9 @@ def train(cfg, policy, ref, tokenizer, prompts: list[dict], reward_fn, *, advant
                             zero=f"{h['zero_adv_frac'][-1]:.2f}")
             if on_log is not None:
                 on_log(h)
-    counts = par.reduce([n for c in CATEGORIES for n in groups[c]], "sum")
+    counts = par.reduce([n for c in cats for n in groups[c]], "sum")
     h["groups_by_category"] = {c: {"groups": int(counts[2 * k]), "zero_adv": int(counts[2 * k + 1])}
-                               for k, c in enumerate(CATEGORIES) if counts[2 * k]}
+                               for k, c in enumerate(cats) if counts[2 * k]}
     samples = [{"id": r.get("id", ""), "category": r.get("category", ""), "prompt": r["prompt"], "response": t,
                 "score": float(s), "adv": float(a), "gold": gd}
                for r, t, s, a, gd in zip(g.records, g.texts, g.scores, g.adv, gold)]
@@ -318,10 +319,13 @@ def held_out_verifiable() -> list[dict]:
     return [r for r in eval_prompts() if verifiable(r)]
 
 
-def run_groups(cfg, name: str, on_log=None, reward_fn=None, *, par: Parallel = LOCAL, **method) -> dict:
+def run_groups(cfg, name: str, on_log=None, reward_fn=None, *, par: Parallel = LOCAL, prompts: list[dict] | None = None,
+               gold: tuple | None = None, **method) -> dict:
     """Train with the group loop from stage `cfg.init` against stage `cfg.reward` (or the verifiable reward, or
     `reward_fn(records, texts) -> (B,)` if given); save stage `cfg.out` with metrics.json and (if cfg.evaluate)
-    eval.json. `method`: the loop's `advantages` and `step` (GRPO's by default). Returns the metrics."""
+    eval.json. `prompts` (default: the world's RL prompts) and `gold = (gold_fn, gold_records)` (default: the gold
+    labeler on a fixed held-out batch) let another task family train with the same loop, as lesson 09's SQL does.
+    `method`: the loop's `advantages` and `step` (GRPO's by default). Returns the metrics."""
     from .evaluation import evaluate_into
     from .models import load_causal_lm
     from .reward_model import load_reward_model
@@ -331,7 +335,8 @@ def run_groups(cfg, name: str, on_log=None, reward_fn=None, *, par: Parallel = L
         raise ValueError(f"{type(cfg).__name__}.batch_size = {cfg.batch_size} prompts do not split over {par.world} "
                          "processes (each takes whole groups); make batch_size a multiple of the number of processes")
     # 0. the prompts (checked before any model is loaded) and the three models (two with the verifiable reward)
-    prompts = checked_prompts(cfg, verifiable_only=check)
+    own_task = reward_fn is not None and prompts is not None          # another task with its own reward: no RM read
+    prompts = checked_prompts(cfg, verifiable_only=check) if prompts is None else prompts
     policy, tokenizer = load_causal_lm(stages.existing(cfg.init))
     ref, _ = load_causal_lm(stages.stage_dir(cfg.init))
     held = {"policy": policy, "reference": ref}
@@ -345,9 +350,9 @@ def run_groups(cfg, name: str, on_log=None, reward_fn=None, *, par: Parallel = L
     reward_fn = verifiable_reward if check else reward_fn
     if par.lockstep:                # ZeRO-3: a rank whose responses all ended keeps stepping until every rank is done
         policy.generate = functools.partial(policy.generate, synced_gpus=True)
-    gold_records = (held_out_verifiable() if check else fixed_eval_records(cfg.gold_batch, cfg.seed)) \
-        if cfg.gold_every else None
-    h = train(cfg, policy, ref, tokenizer, prompts, reward_fn, name=name, gold_fn=gold_scores,
+    gold_fn, gold_records = gold if gold is not None else (gold_scores, (
+        held_out_verifiable() if check else fixed_eval_records(cfg.gold_batch, cfg.seed)) if cfg.gold_every else None)
+    h = train(cfg, policy, ref, tokenizer, prompts, reward_fn, name=name, gold_fn=gold_fn,
               gold_records=gold_records, on_log=on_log, par=par, **method)
     t_phase = {k: round(sum(h[f"t_{k}"]) / len(h["update"]), 3) for k in ("generate", "score", "forward", "update")}
     peak = par.reduce([memory.peak(), memory.start], "max")
@@ -364,7 +369,8 @@ def run_groups(cfg, name: str, on_log=None, reward_fn=None, *, par: Parallel = L
                "wall_s": round(time.time() - t0, 1), "samples": h["samples"],
                "history": {k: h[k] for k in HISTORY_KEYS}}
     if cfg.out:
-        save_stage(par, cfg.out, policy, tokenizer, stage_info(cfg.out, cfg, [cfg.init] + [cfg.reward] * (not check)),
+        upstream = [cfg.init] + [cfg.reward] * (not (check or own_task))
+        save_stage(par, cfg.out, policy, tokenizer, stage_info(cfg.out, cfg, upstream),
                    metrics)
         if cfg.evaluate:
             metrics = par.once(lambda: evaluate_into(cfg.out, metrics))

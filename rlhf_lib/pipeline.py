@@ -115,6 +115,21 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           "eval.json.",
           "rlhf dpo --set beta=0.3 --set loss=ipo --set out=dpo_ipo", upstream=("init", "comparisons"),
           batch_field="prompts_per_batch", in_all=False),
+    Stage("app_sft", "app_sft", "AppsConfig", "teach the aligned policy the applications' formats (lesson 09)",
+          "SFT's loop on data/apps/sft.jsonl (routing, greetings, query rewriting, text-to-SQL, SQL repair), from "
+          "the aligned policy (init, default ppo) with `replay` of the world's chat demonstrations mixed in. Writes "
+          "artifacts/<out>/.",
+          "rlhf app_sft --set epochs=3 --set replay=0", upstream=("init",), in_all=False),
+    Stage("sql_rl", "sql_rl", "SQLRLConfig", "GRPO on text-to-SQL against execution feedback (lesson 09)",
+          "GRPO (lesson 08's loop) on the SQL questions of data/apps/rl_prompts.jsonl, from stage `init` "
+          "(app_sft): the reward is 1 when the query's rows equal the reference query's on the catalog database, "
+          "else 0; no reward model. Writes artifacts/<out>/.",
+          "rlhf sql_rl --set updates=32 --set lr=1e-4", upstream=("init",), in_all=False),
+    Stage("apps", "app_eval", "AppsEvalConfig", "measure the applications per policy (lesson 09)",
+          "Each policy in `policies` answers the held-out app data greedily: intent accuracy, rewrite accuracy and "
+          "retrieval hits (raw turn vs rewrite), SQL execution accuracy at attempt 1 and after each repair round, "
+          "end-to-end success of user_interact under the gold check. Writes artifacts/apps/metrics.json.",
+          "rlhf apps --set rounds=4", upstream=("policies",), writes=(), has_seed=False, in_all=False),
     Stage("eval", "evaluation", "EvalConfig", "gold-labeler evaluation of saved policies (lessons 01-05)",
           "Gold-labeler evaluation: every stage in `stages` answers the held-out prompts with the same sampling "
           "settings and seed; writes artifacts/<stage>/eval.json (gold mean, failure and EOS rates overall and per "

@@ -138,14 +138,36 @@ class HTTPChat:
                                                          max_tokens=max_tokens or self.max_tokens)
         return completion.choices[0].message.content.strip()
 
+    def many(self, conversations: list[list[dict]], *, max_tokens: int | None = None) -> list[str]:
+        """One request per conversation, in order (the server answers them one after another)."""
+        return [self(m, max_tokens=max_tokens) for m in conversations]
+
 
 class LocalChat:
-    """The same `chat(messages) -> str` in this process: the chat template, greedy decoding, EOS stops."""
+    """The same `chat(messages) -> str` in this process: the chat template, greedy decoding, EOS stops. `many`
+    answers a list of conversations in left-padded batches (the bulk measurements of lesson 09)."""
 
-    def __init__(self, folder: str | Path, *, max_tokens: int = 64):
+    def __init__(self, folder: str | Path, *, max_tokens: int = 64, batch_size: int = 32):
         self.model, self.tokenizer = load_causal_lm(Path(folder))
         self.model.eval()
-        self.max_tokens = max_tokens
+        self.max_tokens, self.batch_size = max_tokens, batch_size
+
+    @torch.no_grad()
+    def many(self, conversations: list[list[dict]], *, max_tokens: int | None = None) -> list[str]:
+        tok, out = self.tokenizer, []
+        side, tok.padding_side = tok.padding_side, "left"
+        try:
+            for i in range(0, len(conversations), self.batch_size):
+                texts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+                         for m in conversations[i:i + self.batch_size]]
+                enc = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+                gen = self.model.generate(**enc, do_sample=False, max_new_tokens=max_tokens or self.max_tokens,
+                                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+                out += [t.strip() for t in tok.batch_decode(gen[:, enc["input_ids"].shape[1]:],
+                                                            skip_special_tokens=True)]
+        finally:
+            tok.padding_side = side
+        return out
 
     @torch.no_grad()
     def __call__(self, messages: list[dict], *, max_tokens: int | None = None) -> str:

@@ -154,13 +154,13 @@ def heldout_loss(model, examples: list[Example], pad_id: int, batch_size: int = 
     return total / n
 
 
-def checked_examples(cfg: SFTConfig) -> list[Example]:
-    """Every demonstration validated and tokenized with stage `cfg.init`'s tokenizer, each within max_len and the
-    model's context: all of it before any model is loaded."""
+def checked_examples(cfg: SFTConfig, load=load_demos) -> list[Example]:
+    """Every demonstration (`load(cfg)`: the world's by default) validated and tokenized with stage `cfg.init`'s
+    tokenizer, each within max_len and the model's context: all of it before any model is loaded."""
     init = stages.existing(cfg.init)
     tokenizer = AutoTokenizer.from_pretrained(init, trust_remote_code=False)
     context = AutoConfig.from_pretrained(init, trust_remote_code=False).max_position_embeddings
-    return tokenize_demos(load_demos(cfg), tokenizer, cfg.max_len, context)
+    return tokenize_demos(load(cfg), tokenizer, cfg.max_len, context)
 
 
 def split_demos(cfg: SFTConfig, tokenizer, examples: list[Example] | None = None,
@@ -174,15 +174,17 @@ def split_demos(cfg: SFTConfig, tokenizer, examples: list[Example] | None = None
     return [examples[i] for i in perm[n_held:]], [examples[i] for i in perm[:n_held]], gen
 
 
-def run(cfg: SFTConfig, on_log=None, *, par: Parallel = LOCAL, max_steps: int | None = None) -> dict:
-    """Fine-tune the `cfg.init` stage on the demonstrations and save stage `cfg.out`. Returns the metrics.
+def run(cfg: SFTConfig, on_log=None, *, par: Parallel = LOCAL, max_steps: int | None = None, load=load_demos,
+        name: str = "SFT") -> dict:
+    """Fine-tune the `cfg.init` stage on the demonstrations (`load(cfg)` → (path, line, prompt, response); the
+    world's by default, lesson 09's apps pass theirs) and save stage `cfg.out`. Returns the metrics.
 
     `par` runs the loop on several processes (`distributed.py`): each rank takes its share of every batch, in
     micro-batches weighted by their response tokens, so the gradient is the token mean over the whole batch as on one
     process. `max_steps` stops early (the learning-rate schedule stays that of the full run)."""
     t0 = time.time()
     # 1. data: every file validated and every length checked before the model is loaded
-    examples = checked_examples(cfg)
+    examples = checked_examples(cfg, load)
     model, tokenizer = load_causal_lm(stages.existing(cfg.init))
     train, held, gen = split_demos(cfg, tokenizer, examples)
     # 2. optimizer and schedule
@@ -196,7 +198,7 @@ def run(cfg: SFTConfig, on_log=None, *, par: Parallel = LOCAL, max_steps: int | 
                    "heldout_loss": [heldout_loss(model, held, pad, cfg.eval_batch_size)]}
         # 3. the loop: every rank sees the whole batch order and takes its rows of each batch
         order, pos, running, seen = [], 0, 0.0, 0
-        for step in par.progress(range(steps), f"SFT ({'masked' if cfg.mask_prompt else 'unmasked'})"):
+        for step in par.progress(range(steps), f"{name} ({'masked' if cfg.mask_prompt else 'unmasked'})"):
             if pos + cfg.batch_size > len(order):                                 # a fresh shuffle each epoch
                 order, pos = torch.randperm(len(train), generator=gen, device="cpu").tolist(), 0
             mine = par.shard([train[i] for i in order[pos:pos + cfg.batch_size]])
@@ -212,7 +214,7 @@ def run(cfg: SFTConfig, on_log=None, *, par: Parallel = LOCAL, max_steps: int | 
                 engine.step(loss * (n * par.world * par.accum / n_all), lr)       # token-weighted micro-batches
                 step_loss += loss.item() * (n / n_all)
             step_loss = par.reduce([step_loss], "sum")[0]
-            ensure_finite(step_loss, "SFT", step, f"lower lr (now {cfg.lr})")
+            ensure_finite(step_loss, name, step, f"lower lr (now {cfg.lr})")
             running, seen = running + step_loss, seen + 1
             if (step + 1) % cfg.eval_every == 0 or step + 1 == steps:
                 history["step"].append(step + 1)

@@ -50,9 +50,14 @@ def render_alpaca(instruction: str, input: str = "") -> str:
     return ALPACA_TEMPLATE_NO_INPUT.format(instruction=instruction)
 
 
-def render_prompt(tokenizer, prompt: str, fmt: str, system: str | None = None) -> str:
+def render_prompt(tokenizer, prompt: str | list[dict], fmt: str, system: str | None = None) -> str:
     """The text a model is conditioned on: `plain` (a base LM sees the bare prompt, as GPT-3 did), `chat`
-    (the tokenizer's chat template) or `alpaca`."""
+    (the tokenizer's chat template) or `alpaca`. A list of messages (system, user and assistant turns, as a
+    ChatGPT-API call sends them) is rendered with the chat template as it is."""
+    if isinstance(prompt, list):
+        if fmt != "chat":
+            raise ValueError(f"a list of messages is rendered with the chat template; fmt {fmt!r} cannot render it")
+        return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     if fmt == "plain":
         return prompt + "\n"
     if fmt == "chat":

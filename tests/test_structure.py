@@ -10,18 +10,17 @@ import pytest
 LIB = Path(__file__).resolve().parents[1] / "rlhf_lib"
 MAX_LINES = 400
 FLOORS = (                                  # bottom first; a module may import its own floor and the ones below
-    ("config", "losses", "rl", "data", "checksums", "machine"),
+    ("config", "losses", "rl", "data", "checksums", "machine", "sql_guard"),
     ("knowledge", "world", "korean", "phrasing", "movie_phrasing", "slips", "tasks", "responses", "web", "labelers",
-     "build_data"),
-    ("models", "tokenizer", "stages", "training", "generation", "reward_model", "serving",
-     "sql_guard"),
+     "catalog", "app_tasks", "app_data", "build_data"),
+    ("models", "tokenizer", "stages", "training", "generation", "reward_model", "serving"),
     ("comparisons", "rollout", "ppo_diagnostics", "evaluation", "probes", "chatllama_bugs", "paraphrases",
-     "frontier", "group_rollout"),
-    ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "rloo"),
+     "frontier", "group_rollout", "apps"),
+    ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "rloo", "app_sft", "sql_rl", "app_eval"),
     ("pipeline",),
     ("cli", "cli_help", "cli_checks", "distributed", "deepspeed_config", "plots", "ppo_plots", "reward_views",
      "widgets", "scaling", "lesson", "try_prompt", "__main__", "__init__", "method_views",
-     "group_plots"),
+     "group_plots", "app_views"),
 )
 FLOOR = {m: i for i, floor in enumerate(FLOORS) for m in floor}
 MODULES = sorted(p.stem for p in LIB.glob("*.py"))
