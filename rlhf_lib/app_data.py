@@ -2,7 +2,8 @@
 
     data/apps/catalog.sqlite      the catalog of 100 films (`catalog.build_db`; the same bytes on every rebuild)
     data/apps/sft.jsonl           demonstrations of the five app families (chat messages), `app_tasks`
-    data/apps/rl_prompts.jsonl    text-to-SQL prompts with their gold query, for RL from execution feedback
+    data/apps/rl_prompts.jsonl    text-to-SQL prompts with their gold query, for RL from execution feedback (about
+                                  values no demonstration and no held-out question asks about)
     data/apps/eval_sql.jsonl      held-out SQL questions (about values no training question asks about)
     data/apps/eval_dialogues.jsonl held-out dialogues (starting from films no training dialogue starts from)
 
@@ -20,7 +21,7 @@ from .data import LANG, DataError, Invalid, Schema, list_of, one_of, read_number
 
 APPS_DIR = "apps"
 DB_FILE = "catalog.sqlite"
-SIZES = {"route": 400, "greet": 80, "rewrite": 500, "sql": 900, "repair": 400, "rl": 400, "eval_sql": 120}
+SIZES = {"route": 200, "greet": 40, "rewrite": 500, "sql": 900, "repair": 400, "rl": 400, "eval_sql": 120}
 DIALOGUES_PER_KIND = 8                   # per language, for each of the six dialogue kinds
 
 MESSAGE = Schema({"role": one_of("system", "user", "assistant"), "content": str})
@@ -89,8 +90,9 @@ def build_apps(data_dir: Path, seed: int = 0) -> dict:
     train_films = [f for f in catalog if not T.heldout(f"film:{f.title}")]
     held_films = [f for f in catalog if T.heldout(f"film:{f.title}")]
     insts = [i for i in T.sql_instances(catalog) if T.error_text(conn, i["sql"]) is None]   # all return rows
-    train_insts = [i for i in insts if not i["heldout"]]
-    held_insts = [i for i in insts if i["heldout"]]
+    train_insts = [i for i in insts if i["split"] == "sft"]
+    rl_insts = [i for i in insts if i["split"] == "rl"]
+    held_insts = [i for i in insts if i["split"] == "heldout"]
 
     def stream(part: str) -> random.Random:
         return random.Random(f"{seed}:apps:{part}")
@@ -118,16 +120,15 @@ def build_apps(data_dir: Path, seed: int = 0) -> dict:
         demos.append(_demo(i, "sql", lang, T.sql_messages(T.question(inst, lang, rng), lang), inst["sql"]))
     for i in range(SIZES["repair"]):
         inst, lang = rng.choice(train_insts), rng.choice(("en", "ko"))
-        broken = rng.choice(T.breakages(inst))
+        broken = rng.choice([b for b in T.breakages(inst) if T.error_text(conn, b)])    # fails on the catalog
         error = T.error_text(conn, broken)
-        assert error is not None, broken                        # every breakage fails on the catalog
         msgs = T.repair_messages(T.question(inst, lang, rng), lang, broken, error)
         demos.append(_demo(i, "repair", lang, msgs, inst["sql"]))
     rng.shuffle(demos)
     write_jsonl(out / "sft.jsonl", demos)
     # RL prompts (training questions) and the held-out SQL questions
     rng = stream("rl")
-    write_jsonl(out / "rl_prompts.jsonl", [_sql_record(i, "app-rl", rng.choice(train_insts), rng.choice(("en", "ko")),
+    write_jsonl(out / "rl_prompts.jsonl", [_sql_record(i, "app-rl", rng.choice(rl_insts), rng.choice(("en", "ko")),
                                                        rng) for i in range(SIZES["rl"])])
     rng = stream("eval-sql")
     held = rng.sample(held_insts, min(SIZES["eval_sql"], len(held_insts)))
@@ -147,7 +148,7 @@ def build_apps(data_dir: Path, seed: int = 0) -> dict:
     conn.close()
     return {"catalog_sha256": digest, "films": len(catalog), "demonstrations": len(demos),
             "rl_prompts": SIZES["rl"], "eval_sql": len(held), "eval_dialogues": len(dialogues),
-            "sql_instances": {"train": len(train_insts), "heldout": len(held_insts)}}
+            "sql_instances": {"sft": len(train_insts), "rl": len(rl_insts), "heldout": len(held_insts)}}
 
 
 # --------------------------------------------------------------------------------------------- readers

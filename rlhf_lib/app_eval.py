@@ -9,7 +9,8 @@ For each policy stage (base, SFT, PPO, the app-tuned policy, the SQL-RL policy) 
   of them that are about one film ("the above", "that one"; not "older than that", which names a genre and a year);
 * **execution accuracy** of text-to-SQL on the held-out questions at attempt 1 and after each repair round (as
   DIN-SQL and Self-Debugging report it): the share whose rows equal the reference query's;
-* **end-to-end success** of `apps.interact` on every dialogue, judged by the gold check (`apps.judge`).
+* **end-to-end success** of `apps.interact` on every dialogue, judged by the gold check (`apps.judge`);
+* execution accuracy on 64 of the questions RL from execution feedback trains on (`sql_rl`), beside the held-out.
 
     metrics = run(AppsEvalConfig())
 """
@@ -51,6 +52,11 @@ def held_out():
             [r for _, r in read_dialogues(d / "eval_dialogues.jsonl")])
 
 
+def rl_questions(n: int = 64) -> list[dict]:
+    """The first n SQL prompts of RL from execution feedback (`data/apps/rl_prompts.jsonl`), validated."""
+    return [r for _, r in read_sql_prompts(apps_dir(stages.DATA_DIR) / "rl_prompts.jsonl")][:n]
+
+
 def open_app(rounds: int = 2) -> App:
     """The catalog and a read-only connection to its database."""
     return App(catalog=films(), conn=connect(apps_dir(stages.DATA_DIR) / DB_FILE), rounds=rounds)
@@ -66,11 +72,13 @@ def exec_accuracy(app: App, records: list[dict], replies) -> list[float]:
     return out
 
 
-def measure(chat, app: App, sql_records: list[dict], dialogues: list[dict]) -> dict:
-    """Every number of the module docstring for one backend `chat`, and the replies."""
+def measure(chat, app: App, sql_records: list[dict], dialogues: list[dict], rl_records: list[dict] = ()) -> dict:
+    """Every number of the module docstring for one backend `chat`, and the replies; with `rl_records` also the
+    execution accuracy on questions RL from execution feedback trains on (did it learn what it was rewarded for?)."""
     titles = by_title(app.catalog)
     t0 = time.perf_counter()
     sql = sql_with_repairs(chat, app, [r["question"] for r in sql_records], [r["lang"] for r in sql_records])
+    on_rl = sql_with_repairs(chat, app, [r["question"] for r in rl_records], [r["lang"] for r in rl_records])
     replies = interact(chat, app, dialogues)
     seconds = time.perf_counter() - t0
     verdicts = [judge(app, d, r, titles) for d, r in zip(dialogues, replies)]
@@ -94,6 +102,8 @@ def measure(chat, app: App, sql_records: list[dict], dialogues: list[dict]) -> d
                                          for i in about_a_film),
         "exec_accuracy": exec_accuracy(app, sql_records, sql),
         "sql_error_rate_first": share(bool(r.errors[0]) for r in sql),
+        "exec_accuracy_rl_prompts": share(same_result(app.conn, r.sql[0], rec["meta"]["sql"])
+                                          for rec, r in zip(rl_records, on_rl)),
         "success": share(v["success"] for v in verdicts),
         "success_by_kind": {k: v["success"] for k, v in by_kind.items()},
         "intent_by_kind": {k: v["intent"] for k, v in by_kind.items()},
@@ -116,6 +126,7 @@ def run(cfg: AppsEvalConfig, on_policy=None, extra: dict | None = None) -> dict:
     before are kept; those measured now are replaced), with `extra` (e.g. the server's requests per second) added.
     `on_policy(name, result)` is called after each policy."""
     sql_records, dialogues = held_out()
+    rl_records = rl_questions()
     app = open_app(cfg.rounds)
     path = stages.ARTIFACTS / cfg.out / "metrics.json"
     out = stages.load_json(path) if path.is_file() else {}
@@ -123,7 +134,7 @@ def run(cfg: AppsEvalConfig, on_policy=None, extra: dict | None = None) -> dict:
     try:
         for name in [s.strip() for s in cfg.policies.split(",") if s.strip()]:
             chat = LocalChat(stages.existing(name), max_tokens=cfg.max_tokens, batch_size=cfg.batch_size)
-            result = measure(chat, app, sql_records, dialogues)
+            result = measure(chat, app, sql_records, dialogues, rl_records)
             out["policies"][name] = result
             if on_policy is not None:
                 on_policy(name, result)

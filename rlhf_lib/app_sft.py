@@ -28,9 +28,9 @@ from .training import LOCAL, Parallel
 @dataclass(frozen=True, kw_only=True)
 class AppsConfig(SFTConfig):
     """SFT on the applications' demonstrations (lesson 09); the fields not listed here are SFTConfig's."""
-    lr: float = knob(1e-3, lo=1e-6, hi=1e-2, log=True, help="peak AdamW learning rate (cosine decay to 10 %)")
-    epochs: float = knob(3.0, lo=0.1, hi=10.0, step=0.1, help="passes over the app demonstrations and the replay")
-    replay: int = knob(400, lo=0, hi=2000, step=50, help="the world's chat demonstrations mixed in, against "
+    lr: float = knob(1.5e-3, lo=1e-6, hi=1e-2, log=True, help="peak AdamW learning rate (cosine decay to 10 %)")
+    epochs: float = knob(6.0, lo=0.1, hi=10.0, step=0.1, help="passes over the app demonstrations and the replay")
+    replay: int = knob(200, lo=0, hi=2000, step=50, help="the world's chat demonstrations mixed in, against "
                                                          "forgetting what the aligned policy learned")
     use_alpaca: bool = fixed(False, help="not used: the app demonstrations are chat messages")
     init: str = fixed("ppo", help="stage the policy starts from: the aligned policy")

@@ -18,8 +18,8 @@ query always returns rows and a repair demonstration carries SQLite's real error
   query (DIN-SQL's self-correction; Chen et al. 2023's self-debugging).
 
 The split is by *what is asked*, not by wording: a held-out SQL question asks about a (kind, value) pair — a title,
-a director, a genre and year — that no training question asks about; dialogues are held out by the film they
-start from.
+a director, a genre and year — that no training question asks about, and the RL prompts ask about a third share of
+pairs that no demonstration asks about; dialogues are held out by the film they start from.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ import zlib
 
 from .catalog import COMPACT_SCHEMA, Film, similar
 from .knowledge import GENRES
+from .phrasing import ko_forms
 from .sql_guard import QueryError, run_select
 from .world import INTENT_INSTRUCTION
 
@@ -59,10 +60,11 @@ GREETINGS = {"recom": {"en": "Of course! Here are some top-rated movie items tha
              "desc": {"en": "Of course! Here is the movie you asked about.",
                       "ko": "물론이죠! 물어보신 영화를 소개해 드릴게요."}}
 GREETING_MARKERS = ("Of course", "물론이죠")
-SQL_SYSTEM = {"en": f"You write SQLite queries for the table {COMPACT_SCHEMA}. Answer with one SELECT.",
-              "ko": f"당신은 테이블 {COMPACT_SCHEMA}에 대한 SQLite 쿼리를 씁니다. SELECT 하나로 답하세요."}
-REWRITE_SYSTEM = {"en": "Rewrite the user's last message as a self-contained search query.",
-                  "ko": "사용자의 마지막 말을 그것만으로 뜻이 통하는 검색어로 바꿔 쓰세요."}
+# The application's own system messages are written once, in English, as the deck's are; the user may write in
+# either language. (A Korean system message would also cost twice the tokens: the tokenizer splits Hangul finely.)
+SQL_SYSTEM = {lang: f"You write SQLite queries for the table {COMPACT_SCHEMA}. Answer with one SELECT."
+              for lang in ("en", "ko")}
+REWRITE_SYSTEM = {lang: "Rewrite the user's last message as a self-contained search query." for lang in ("en", "ko")}
 REPAIR_ASK = {"en": "The query failed: {error}. Fix the SQL.", "ko": "쿼리 오류: {error}. SQL을 고쳐 주세요."}
 NO_ROWS = "the query returned no rows"
 
@@ -73,7 +75,7 @@ SQL_KINDS = {
                  ("{t} 감독이 누구야?", "{t}의 감독은 누구인가요?", "{t} 만든 감독 알려 줘."),
                  "select director from movies where title = '{t}'"),
     "year": (("When was {t} released?", "What year did {t} come out?", "Which year is {t} from?"),
-             ("{t} 개봉 연도가 언제야?", "{t}는 몇 년에 나왔어?", "{t}의 개봉 연도를 알려 줘."),
+             ("{t} 개봉 연도가 언제야?", "{t은} 몇 년에 나왔어?", "{t}의 개봉 연도를 알려 줘."),
              "select year from movies where title = '{t}'"),
     "by_director": (("Which movies did {d} direct?", "List the films by {d}.", "Show me movies directed by {d}."),
                     ("{dk} 감독의 영화를 보여 줘.", "{dk} 감독이 만든 영화는 뭐가 있어?",
@@ -107,9 +109,19 @@ YEARS = tuple(range(1985, 2025))
 RATINGS = (6.0, 7.0, 8.0)
 
 
+def _per_mille(key: str) -> int:
+    return zlib.crc32(key.encode()) % 1000          # the same on every machine and Python
+
+
 def heldout(key: str, frac: float = HELDOUT_FRAC) -> bool:
-    """Is this (kind, value) held out? A hash of the key, the same on every machine and Python."""
-    return zlib.crc32(key.encode()) % 1000 < frac * 1000
+    """Is this (kind, value) held out for evaluation? A hash of the key."""
+    return _per_mille(key) < frac * 1000
+
+
+def split_of(key: str) -> str:
+    """'heldout' (evaluation), 'rl' (questions only RL from execution feedback sees: values no demonstration asks
+    about, so the reward teaches the skill rather than recalls a demonstration) or 'sft'."""
+    return "heldout" if heldout(key) else "rl" if _per_mille(key) < 2 * HELDOUT_FRAC * 1000 else "sft"
 
 
 def genre_ko(g: str) -> str:
@@ -136,13 +148,14 @@ def sql_instances(catalog: tuple[Film, ...]) -> list[dict]:
     for inst in out:
         inst["sql"] = SQL_KINDS[inst["kind"]][2].format(**inst["slots"])
         key = inst["kind"] + ":" + ":".join(str(v) for k, v in sorted(inst["slots"].items()) if k not in ("dk", "gk"))
-        inst["heldout"] = heldout(key)
+        inst["split"] = split_of(key)
     return out
 
 
 def question(inst: dict, lang: str, rng: random.Random) -> str:
     en, ko, _ = SQL_KINDS[inst["kind"]]
-    text = rng.choice(en if lang == "en" else ko).format(**inst["slots"])
+    slots = {**inst["slots"], **(ko_forms(t=inst["slots"]["t"]) if "t" in inst["slots"] else {})}   # 은/는 …
+    text = rng.choice(en if lang == "en" else ko).format(**slots)
     return text[0].upper() + text[1:]
 
 
@@ -179,7 +192,8 @@ COLUMN_TYPOS = {"director": "directer", "year": "yaer", "title": "titel", "genre
 
 
 def breakages(inst: dict) -> list[str]:
-    """Broken versions of a gold query, each of which fails on the catalog (an error or no rows)."""
+    """Broken versions of a gold query; those that fail on the catalog (an error or no rows: `error_text`) become
+    repair demonstrations (a count over a misspelt genre returns a row, 0, and fails nothing)."""
     sql, out = inst["sql"], []
     for col, typo in COLUMN_TYPOS.items():
         if f"{col} " in sql:
@@ -213,9 +227,9 @@ def repair_messages(q: str, lang: str, broken: str, error: str) -> list[dict]:
 # --------------------------------------------------------------------------------------------- dialogues
 RECOMMEND = {"en": ("Please recommend a movie similar to {t}", "Any movies like {t}?",
                     "I loved {t}. What should I watch next?"),
-             "ko": ("{t}와 비슷한 영화 추천해 줘", "{t} 같은 영화 있어?", "{t} 재밌게 봤어. 다음엔 뭘 볼까?")}
+             "ko": ("{t과} 비슷한 영화 추천해 줘", "{t} 같은 영화 있어?", "{t} 재밌게 봤어. 다음엔 뭘 볼까?")}
 DESCRIBE = {"en": ("Can you describe {t}?", "What is {t} about?", "Tell me about the movie {t}."),
-            "ko": ("{t} 설명해 줄래?", "{t}는 무슨 내용이야?", "영화 {t}에 대해 알려 줘.")}
+            "ko": ("{t} 설명해 줄래?", "{t은} 무슨 내용이야?", "영화 {t}에 대해 알려 줘.")}
 FOLLOW = {   # last turns that only make sense after a recommendation; kind -> phrasings
     "describe_above": {"en": ("Can you describe the above?", "Tell me more about the last one.",
                               "What is the last one about?"),
@@ -226,7 +240,7 @@ FOLLOW = {   # last turns that only make sense after a recommendation; kind -> p
                      "Can you find older ones than that?"),
               "ko": ("그것보다 오래된 영화는?", "마지막 것보다 옛날 영화 있어?", "그보다 더 오래된 건 없어?")},
 }
-REWRITE = {"recommend": {"en": "Movies similar to {t}", "ko": "{t}와 비슷한 영화"},
+REWRITE = {"recommend": {"en": "Movies similar to {t}", "ko": "{t과} 비슷한 영화"},
            "describe": {"en": "Describe {t}", "ko": "{t} 설명"},
            "describe_above": {"en": "Describe {t}", "ko": "{t} 설명"},
            "director_that": {"en": "Who directed {t}?", "ko": "{t} 감독이 누구야?"},
@@ -235,13 +249,15 @@ INTENT_OF = {"recommend": "recommended", "describe": "description", "describe_ab
              "director_that": "search", "older": "search", "sql": "search"}
 
 
-def items_text(titles: list[str]) -> str:
-    return ", ".join(titles)
+def items_text(films: list[Film], lang: str) -> str:
+    """The recommended items as the user sees them: each title with its year and genre (the deck's items carry
+    their genres too), so that a follow-up like "something older than that?" can be rewritten from the history."""
+    return ", ".join(f"{f.title} ({f.year}, {f.genre if lang == 'en' else genre_ko(f.genre)})" for f in films)
 
 
-def recommendation_reply(titles: list[str], lang: str) -> str:
+def recommendation_reply(films: list[Film], lang: str) -> str:
     """The recommender's answer: the greeting, then the items (the assistant turn a follow-up refers to)."""
-    return f"{GREETINGS['recom'][lang]}\n{items_text(titles)}"
+    return f"{GREETINGS['recom'][lang]}\n{items_text(films, lang)}"
 
 
 def dialogue(kind: str, f: Film, lang: str, conn, by_title: dict, rng: random.Random) -> dict:
@@ -251,15 +267,15 @@ def dialogue(kind: str, f: Film, lang: str, conn, by_title: dict, rng: random.Ra
     target, sql = f, None
     if kind in FOLLOW:
         recs = similar(conn, f.title, 3)
-        history = [{"role": "user", "content": rng.choice(RECOMMEND[lang]).format(t=f.title)},
-                   {"role": "assistant", "content": recommendation_reply(recs, lang)}]
+        history = [{"role": "user", "content": rng.choice(RECOMMEND[lang]).format(**ko_forms(t=f.title))},
+                   {"role": "assistant", "content": recommendation_reply([by_title[t] for t in recs], lang)}]
         target = by_title[recs[-1]]
         last = rng.choice(FOLLOW[kind][lang])
     elif kind == "recommend":
-        last = rng.choice(RECOMMEND[lang]).format(t=f.title)
+        last = rng.choice(RECOMMEND[lang]).format(**ko_forms(t=f.title))
     else:
-        last = rng.choice(DESCRIBE[lang]).format(t=f.title)
-    slots = {"t": target.title, "g": target.genre, "gk": genre_ko(target.genre), "y": target.year}
+        last = rng.choice(DESCRIBE[lang]).format(**ko_forms(t=f.title))
+    slots = {**ko_forms(t=target.title), "g": target.genre, "gk": genre_ko(target.genre), "y": target.year}
     rewrite = REWRITE[kind][lang].format(**slots)
     rewrite = rewrite[0].upper() + rewrite[1:]
     if kind == "director_that":

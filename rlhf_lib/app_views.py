@@ -24,6 +24,7 @@ def policy_rows(m: dict) -> list[dict]:
                      "rewrite": r["rewrite_accuracy"], "hit raw": r["retrieval_hit_raw"],
                      "hit rewritten": r["retrieval_hit_rewritten"],
                      **{f"SQL @{k + 1}": a for k, a in enumerate(r["exec_accuracy"])},
+                     "SQL, RL questions": r["exec_accuracy_rl_prompts"],
                      "success": r["success"], "seconds": r["seconds"]})
     return rows
 
@@ -36,6 +37,18 @@ def print_rows(rows: list[dict]) -> None:
     print("  ".join(k.ljust(width[k]) for k in keys))
     for r in rows:
         print("  ".join((f"{r[k]:.3f}" if isinstance(r[k], float) else str(r[k])).ljust(width[k]) for k in keys))
+
+
+def sql_failures(r: dict) -> dict:
+    """How one policy's held-out SQL went wrong: first attempts that raised an error or returned nothing (the repair
+    loop sees them) against those that ran and returned the wrong rows (it cannot), and the repairs that worked."""
+    tried = r["samples"]["sql"]
+    n = len(tried)
+    right = [a for a in r["exec_accuracy"]]
+    flagged = sum(bool(s["errors"][0]) for s in tried)
+    return {"questions": n, "right at attempt 1": round(right[0] * n), "failed visibly (error, no rows)": flagged,
+            "ran with wrong rows": n - round(right[0] * n) - flagged,
+            "fixed by the repairs": round((right[-1] - right[0]) * n)}
 
 
 def plot_policies(m: dict, ax=None):

@@ -104,6 +104,7 @@ def interact(chat, app: App, dialogues: list[dict]) -> list[Reply]:
     for i, q in zip(todo, chat.many([T.rewrite_messages(dialogues[i]) for i in todo])):
         queries[i] = q
     replies = [Reply(intent=it, query=q) for it, q in zip(intents, queries)]
+    titles = {f.title: f for f in app.catalog}
     # 3. the paths: greetings (one call per kind and language), retrieval, the database
     need = sorted({("recom" if r.intent == "recommended" else "desc", lang) for r, lang in zip(replies, langs)
                    if r.intent in ("recommended", "description")})
@@ -119,7 +120,7 @@ def interact(chat, app: App, dialogues: list[dict]) -> list[Reply]:
         r.film = hits[0].title
         if r.intent == "recommended":
             r.items = similar(app.conn, r.film, 3)
-            r.text = f"{r.greeting}\n{T.items_text(r.items)}"
+            r.text = f"{r.greeting}\n{T.items_text([titles[t] for t in r.items], lang)}"
         else:
             r.text = f"{r.greeting}\n{card(hits[0], lang)}"
     search = [i for i, r in enumerate(replies) if r.intent == "search"]

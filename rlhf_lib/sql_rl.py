@@ -29,7 +29,6 @@ from .config import fixed, knob, nested, validate
 from .data import DataError
 from .generation import SamplingConfig
 from .grpo import GRPOConfig, check_group_config, run_groups
-from .grpo import summary as grpo_summary
 from .training import LOCAL, Parallel
 
 
@@ -37,10 +36,15 @@ from .training import LOCAL, Parallel
 class SQLRLConfig(GRPOConfig):
     """GRPO on the SQL questions with the execution reward; the fields not listed here are GRPOConfig's."""
     updates: int = knob(16, lo=1, hi=2000, help="GRPO iterations on the SQL questions")
-    lr: float = knob(5e-5, lo=1e-7, hi=1e-2, log=True, help="Adam learning rate")
+    batch_size: int = knob(8, lo=1, hi=1024, help="questions per update (8 × G = 8: 64 queries, as GRPOConfig)")
+    group_size: int = knob(8, lo=2, hi=64, help="G: queries sampled per question (more groups with both right "
+                                                "and wrong queries than G = 4)")
+    lr: float = knob(5e-5, lo=1e-7, hi=1e-2, log=True, help="Adam learning rate (1e-4 lowered held-out accuracy, "
+                                                             "3e-4 collapsed: KL 10 nats)")
     reward_kind: str = fixed("execution", help="the reward: 1 when the query's rows equal the reference's")
-    sampling: SamplingConfig = nested(SamplingConfig(temperature=0.7, max_new_tokens=64),
-                                      help="how the policy samples its queries (temperature > 0)")
+    sampling: SamplingConfig = nested(SamplingConfig(temperature=1.0, max_new_tokens=64),
+                                      help="how the policy samples its queries (at 0.7, 60 % of the groups were all "
+                                           "right or all wrong; at 1.0, 23 %)")
     no_eos_penalty: float = knob(0.0, lo=-20.0, hi=0.0, step=0.5, help="score of a query that never ended")
     gold_every: int = fixed(4, help="updates between execution accuracies on held-out questions (0 = never)")
     gold_batch: int = fixed(64, help="held-out SQL questions in the monitored batch")
@@ -97,4 +101,9 @@ def run(cfg: SQLRLConfig, on_log=None, *, par: Parallel = LOCAL) -> dict:
 
 
 def summary(m: dict) -> str:
-    return grpo_summary(m).replace("gold", "held-out execution accuracy", 1)
+    """One line: the reward (execution accuracy of the sampled queries), the held-out line, KL, time."""
+    held = [g for g in m["history"]["gold_eval"] if g == g]
+    return (f"{m['updates']} updates, execution reward of the sampled queries {m['initial_score']:.2f} → "
+            f"{m['final_score']:.2f}" + (f", held-out (sampled) {held[0]:.3f} → {held[-1]:.3f}" if held else "")
+            + f", KL {m['final_kl_seq']:.2f} nats, {m['zero_adv_frac']:.0%} zero-advantage groups, "
+            f"{m['s_per_update']:.2f} s/update, {m['wall_s']} s")

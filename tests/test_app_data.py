@@ -22,6 +22,7 @@ CONTEXT = 256                       # the policy's max_position_embeddings
 SQL_NEW_TOKENS = 64                 # sql_rl's sampling.max_new_tokens
 CATALOG = catalog.films()
 TITLES = [f.title for f in CATALOG]
+BY_TITLE = catalog.by_title(CATALOG)
 
 
 @pytest.fixture(scope="module")
@@ -129,13 +130,23 @@ def test_no_held_out_sql_question_is_asked_in_training(committed):
     held = {(r["kind"], r["meta"]["sql"]) for r in committed["eval_sql"]}
     assert len(held) == len(committed["eval_sql"])
     for kind, sql in held:
-        assert insts[sql]["kind"] == kind and insts[sql]["heldout"], sql
+        assert insts[sql]["kind"] == kind and insts[sql]["split"] == "heldout", sql
     train = training_gold_sql(committed)
     assert not {sql for _, sql in held} & train
     assert not held & {(r["kind"], r["meta"]["sql"]) for r in committed["rl"]}
-    assert all(not insts[sql]["heldout"] for sql in train)
+    assert all(insts[sql]["split"] != "heldout" for sql in train)
     sql_dialogues = [d for d in committed["dialogues"] if d["kind"] == "sql"]
-    assert sql_dialogues and all(insts[d["sql"]]["heldout"] and d["sql"] not in train for d in sql_dialogues)
+    assert sql_dialogues and all(insts[d["sql"]]["split"] == "heldout" and d["sql"] not in train
+                                 for d in sql_dialogues)
+
+
+def test_rl_prompts_ask_what_no_demonstration_asks(committed):
+    """RL from execution feedback gets values of its own: the reward has to teach the skill, not recall a demo."""
+    insts = {i["sql"]: i for i in app_tasks.sql_instances(CATALOG)}
+    rl = {r["meta"]["sql"] for r in committed["rl"]}
+    demos = {d["messages"][-1]["content"] for d in demos_of(committed, "sql", "repair")}
+    assert rl and all(insts[sql]["split"] == "rl" for sql in rl) and not rl & demos
+    assert all(insts[sql]["split"] == "sft" for sql in demos)
 
 
 def start_of_demo(d: dict) -> str:
@@ -152,7 +163,7 @@ def start_of_dialogue(d: dict, conn) -> str:
         return d["title"]
     start = named_film(d["history"][0]["content"])
     recs = catalog.similar(conn, start, 3)
-    assert d["history"][1]["content"] == app_tasks.recommendation_reply(recs, d["lang"])
+    assert d["history"][1]["content"] == app_tasks.recommendation_reply([BY_TITLE[t] for t in recs], d["lang"])
     assert d["title"] == recs[-1]                       # a follow-up is about the last recommended film
     return start
 

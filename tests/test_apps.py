@@ -158,7 +158,8 @@ def test_a_recommendation_turn(app, conn):
     r = apps.user_interact(f"Please recommend a movie similar to {FILM}", chat, app)
     assert r.intent == "recommended" and r.film == FILM
     assert r.items == catalog.similar(conn, FILM, 3)
-    assert r.greeting == GREETING and r.text == f"{GREETING}\n{app_tasks.items_text(r.items)}"
+    items = app_tasks.items_text([TITLES[t] for t in r.items], "en")
+    assert r.greeting == GREETING and r.text == f"{GREETING}\n{items}"
     assert [step_of(m) for m in chat.conversations()] == ["route", "greet"]
     assert chat.conversations()[1] == app_tasks.greet_messages("recom", "en")
     assert [t for _, t in chat.batches()] == [8, 32]

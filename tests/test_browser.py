@@ -31,11 +31,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LESSONS = [n.strip() for n in os.environ.get("RLHF_BROWSER_LESSONS", "01,03").split(",") if n.strip()]
+LESSONS = [n.strip() for n in os.environ.get("RLHF_BROWSER_LESSONS", "01,07").split(",") if n.strip()]
 CHROMIUM = os.environ.get("RLHF_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 SHOTS = ROOT / "runs" / "browser"
 NEEDS = {"00": [], "01": ["base"], "02": ["base"], "03": ["sft"], "04": ["sft", "rm"], "05": ["ppo", "ppo_ptx"],
-         "06": ["sft", "rm"]}                     # stages a lesson reads (it would train them first otherwise)
+         "06": ["sft", "rm"], "07": ["sft", "rm"], "08": ["sft", "rm", "ppo", "ppo_ptx", "dpo"],
+         "09": ["base", "sft", "ppo"]}           # stages a lesson reads (it would train them first otherwise)
 RUN_TIMEOUT_S = 480                               # one lesson's Run All
 START_TIMEOUT_S = 60
 VIEWPORT = {"width": 1366, "height": 900}
