@@ -1,6 +1,7 @@
 """The applications' data files (lesson 09): written by `build_data` into `data/apps/`, validated when read.
 
-    data/apps/catalog.sqlite      the catalog of 100 films (`catalog.build_db`; the same bytes on every rebuild)
+    data/apps/catalog.sqlite      the catalog of 100 films (`catalog.build_db`; the same bytes on every rebuild with
+                                  one SQLite; apps.json records the sha256 of its SQL dump, which any SQLite shares)
     data/apps/sft.jsonl           demonstrations of the five app families (chat messages), `app_tasks`
     data/apps/rl_prompts.jsonl    text-to-SQL prompts with their gold query, for RL from execution feedback (about
                                   values no demonstration and no held-out question asks about)
@@ -12,11 +13,12 @@ the file, the line and the field, before any model is loaded.
 """
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 
 from . import app_tasks as T
-from .catalog import build_db, by_title, connect, films
+from .catalog import build_db, by_title, connect, dump, films
 from .data import LANG, DataError, Invalid, Schema, list_of, one_of, read_numbered, record_of, write_jsonl
 
 APPS_DIR = "apps"
@@ -84,7 +86,8 @@ def build_apps(data_dir: Path, seed: int = 0) -> dict:
     out = apps_dir(data_dir)
     out.mkdir(parents=True, exist_ok=True)
     catalog = films(seed)
-    digest = build_db(out / DB_FILE, catalog)
+    build_db(out / DB_FILE, catalog)
+    digest = hashlib.sha256(dump(out / DB_FILE).encode()).hexdigest()     # of the content, not of SQLite's bytes
     conn = connect(out / DB_FILE)
     titles = by_title(catalog)
     train_films = [f for f in catalog if not T.heldout(f"film:{f.title}")]
@@ -146,7 +149,7 @@ def build_apps(data_dir: Path, seed: int = 0) -> dict:
                               "sql": inst["sql"]})
     write_jsonl(out / "eval_dialogues.jsonl", dialogues)
     conn.close()
-    return {"catalog_sha256": digest, "films": len(catalog), "demonstrations": len(demos),
+    return {"catalog_sql_sha256": digest, "films": len(catalog), "demonstrations": len(demos),
             "rl_prompts": SIZES["rl"], "eval_sql": len(held), "eval_dialogues": len(dialogues),
             "sql_instances": {"sft": len(train_insts), "rl": len(rl_insts), "heldout": len(held_insts)}}
 

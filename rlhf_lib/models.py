@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from .checksums import mismatch
 from .config import knob, validate
+
+ARCHS = ("llama", "gpt2", "qwen2", "gpt_neox", "opt")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,6 +28,8 @@ class ModelConfig:
     num_heads: int = knob(4, lo=1, hi=16, help="attention heads (hidden_size must divide evenly)")
     intermediate_size: int = knob(352, lo=64, hi=4096, step=32, help="SwiGLU MLP width (LLaMA uses ≈ 8/3 · d_model)")
     max_len: int = knob(256, lo=64, hi=4096, step=64, help="context length in tokens (rotary positions)")
+    arch: str = knob("llama", choices=ARCHS, help="architecture (`model_type`): the course's LLaMA, or GPT-2, Qwen2, "
+                                                  "GPT-NeoX (Polyglot-ko's) or OPT (DeepSpeed-Chat's) of the same size")
 
     def __post_init__(self):
         validate(self)
@@ -44,6 +48,34 @@ def build_tiny_llama(cfg: ModelConfig, tokenizer, seed: int) -> LlamaForCausalLM
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
     )
     return LlamaForCausalLM(config)
+
+
+def arch_fields(cfg: ModelConfig) -> dict:
+    """The shape of `cfg` in the field names of its architecture's own config class."""
+    if cfg.arch == "gpt2":
+        return dict(n_embd=cfg.hidden_size, n_layer=cfg.num_layers, n_head=cfg.num_heads, n_inner=cfg.intermediate_size,
+                    n_positions=cfg.max_len, tie_word_embeddings=True)
+    if cfg.arch == "opt":
+        return dict(hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                    ffn_dim=cfg.intermediate_size, max_position_embeddings=cfg.max_len,
+                    word_embed_proj_dim=cfg.hidden_size, tie_word_embeddings=True)
+    extra = {"num_key_value_heads": cfg.num_heads} if cfg.arch == "qwen2" else {}
+    return dict(hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.num_heads,
+                intermediate_size=cfg.intermediate_size, max_position_embeddings=cfg.max_len,
+                tie_word_embeddings=True, **extra)
+
+
+def build_model(cfg: ModelConfig, tokenizer, seed: int):
+    """A freshly initialised causal LM of architecture `cfg.arch` with the tokenizer's vocabulary and special
+    tokens: `build_tiny_llama` for LLaMA, else the architecture's own config class (`AutoConfig.for_model`). Every
+    later stage loads whatever this saves with the Auto classes, so nothing downstream names the architecture."""
+    if cfg.arch == "llama":
+        return build_tiny_llama(cfg, tokenizer, seed)
+    torch.manual_seed(seed)
+    config = AutoConfig.for_model(cfg.arch, vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id,
+                                  pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.eos_token_id,
+                                  **arch_fields(cfg))
+    return AutoModelForCausalLM.from_config(config)
 
 
 def load_causal_lm(path: str | Path, dtype: torch.dtype = torch.float32):

@@ -18,7 +18,7 @@ from einops import rearrange
 from . import stages
 from .config import fixed, knob, validate
 from .data import read_web
-from .models import ModelConfig, build_tiny_llama, n_params
+from .models import ModelConfig, build_model, n_params
 from .tokenizer import train_tokenizer
 from .training import LOCAL, Parallel, adamw, ensure_finite, save_stage, stage_info, warmup_cosine_lr
 
@@ -39,7 +39,7 @@ class PretrainConfig:
     heldout_frac: float = fixed(0.05, help="fraction of web documents kept aside for the held-out loss")
     eval_every: int = fixed(40, help="steps between held-out loss measurements")
     seed: int = fixed(0, help="seed for initialisation and data order")
-    model: ModelConfig = fixed(ModelConfig(), help="shape of the tiny LLaMA")
+    model: ModelConfig = fixed(ModelConfig(), help="shape (and architecture) of the base model")
 
     def __post_init__(self):
         validate(self)
@@ -107,7 +107,7 @@ def run(cfg: PretrainConfig, on_log=None, *, par: Parallel = LOCAL) -> dict:
     train_docs, held_docs = split_docs(load_web(), cfg)
     train_blocks, held_blocks = pack(tokenizer, train_docs, cfg.seq_len), pack(tokenizer, held_docs, cfg.seq_len)
     # 2. model and optimizer
-    model = build_tiny_llama(cfg.model, tokenizer, cfg.seed)
+    model = build_model(cfg.model, tokenizer, cfg.seed)
     opt = adamw(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     engine = par.engine([model], opt, clip=[(list(model.parameters()), cfg.max_grad_norm)])
     gen = torch.Generator().manual_seed(cfg.seed)

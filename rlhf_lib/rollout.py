@@ -150,7 +150,7 @@ class Critic(torch.nn.Module):
             head.weight.copy_(norm["gain"] * w)                            # detail: V = gain · raw + bias
             raw_bias = rm.score.bias.detach() if rm.score.bias is not None else torch.zeros(1)
             head.bias.copy_(norm["gain"] * raw_bias + norm["bias"])
-        return cls(rm.model, head)
+        return cls(rm.base_model, head)                                    # any architecture's backbone
 
     @classmethod
     def on_policy(cls, policy) -> Critic:

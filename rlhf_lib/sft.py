@@ -26,6 +26,7 @@ from transformers import AutoConfig, AutoTokenizer
 from . import stages
 from .config import fixed, knob, validate
 from .data import DataError, check_stage_fields, read_demos
+from .lora import save_merged, trainable, with_lora
 from .losses import masked_lm_loss
 from .models import load_causal_lm
 from .tokenizer import render_alpaca
@@ -44,6 +45,8 @@ class SFTConfig:
     use_chat: bool = knob(True, help="train on the chat-format demonstrations")
     max_len: int = knob(256, lo=32, hi=4096, step=32, help="longest prompt + response in tokens; longer is an error")
     warmup_steps: int = knob(20, lo=0, hi=1000, help="linear learning-rate warm-up steps")
+    lora_rank: int = knob(0, lo=0, hi=64, help="LoRA rank r (0 = full fine-tuning): train low-rank adapters with "
+                                               "peft, save them and merge them into the saved model (lora.py)")
     betas: tuple[float, float] = fixed((0.9, 0.95), help="AdamW β1, β2 (GPT-3 and LLaMA used 0.9, 0.95)")
     weight_decay: float = fixed(0.0, help="AdamW weight decay")
     max_grad_norm: float = fixed(1.0, help="gradient-norm clip before each optimizer step")
@@ -186,6 +189,12 @@ def run(cfg: SFTConfig, on_log=None, *, par: Parallel = LOCAL, max_steps: int | 
     # 1. data: every file validated and every length checked before the model is loaded
     examples = checked_examples(cfg, load)
     model, tokenizer = load_causal_lm(stages.existing(cfg.init))
+    if cfg.lora_rank:
+        if par.world > 1:
+            raise ValueError(f"{type(cfg).__name__}.lora_rank = {cfg.lora_rank}: LoRA runs on one process here; "
+                             "set lora_rank=0 under DeepSpeed")
+        model = with_lora(model, cfg.lora_rank)
+    n_trainable, n_params = trainable(model)
     train, held, gen = split_demos(cfg, tokenizer, examples)
     # 2. optimizer and schedule
     opt = adamw(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
@@ -226,12 +235,16 @@ def run(cfg: SFTConfig, on_log=None, *, par: Parallel = LOCAL, max_steps: int | 
     # 4. save the stage atomically
     metrics = {"final_loss": history["train_loss"][-1], "heldout_loss": history["heldout_loss"][-1],
                "initial_heldout_loss": history["heldout_loss"][0], "steps": steps, "n_train": len(train),
+               "trainable_params": n_trainable, "params": n_params,
                "n_heldout": len(held), "wall_s": round(time.time() - t0, 1), "history": history}
-    save_stage(par, cfg.out, model, tokenizer, stage_info(cfg.out, cfg, [cfg.init]), metrics)
+    save_stage(par, cfg.out, model, tokenizer, stage_info(cfg.out, cfg, [cfg.init]), metrics,
+               write_model=(lambda folder: save_merged(model, folder)) if cfg.lora_rank else None)
     return metrics
 
 
 def summary(m: dict) -> str:
     """One line of a finished SFT run's metrics (the command line prints it)."""
-    return (f"{m['steps']} steps, heldout loss {m['heldout_loss']:.3f} (initial {m['initial_heldout_loss']:.3f}), "
-            f"{m['wall_s']} s")
+    lora = (f", {m['trainable_params']:,} of {m['params']:,} parameters trained (LoRA)"
+            if m.get("trainable_params", 0) < m.get("params", 0) else "")
+    return (f"{m['steps']} steps, heldout loss {m['heldout_loss']:.3f} (initial {m['initial_heldout_loss']:.3f})"
+            f"{lora}, {m['wall_s']} s")

@@ -29,6 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
 GENERATED = ("web.jsonl", "sft_alpaca.jsonl", "sft_chat.jsonl", "comparisons.jsonl", "rl_prompts.jsonl",
              "eval_prompts.jsonl", "world.json")
+APPS = ("catalog.sqlite", "sft.jsonl", "rl_prompts.jsonl", "eval_sql.jsonl", "eval_dialogues.jsonl", "apps.json")
+APP_JSON = tuple(f"apps/{n}" for n in APPS if n != "catalog.sqlite")     # lesson 09's files, compared byte for byte
 REGEN = "python -m rlhf_lib.build_data --seed 0 --out data"
 SMALL = DataSizes(web_docs=300, sft_alpaca=160, sft_chat=160, comparisons=300, rl_prompts=80, eval_per_category=10)
 SCHEMAS = {"sft_alpaca.jsonl": DEMO_ALPACA, "sft_chat.jsonl": DEMO_CHAT, "comparisons.jsonl": COMPARISON,
@@ -103,11 +105,12 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(small, tmp_path)
     again, other = tmp_path / "again", tmp_path / "other"
     build(again, seed=0, sizes=SMALL)
     build(other, seed=1, sizes=SMALL)
-    assert sorted(p.name for p in small.iterdir()) == sorted(GENERATED)
-    for name in GENERATED:
+    assert sorted(p.name for p in small.iterdir()) == sorted(GENERATED + ("apps",))
+    assert sorted(p.name for p in (small / "apps").iterdir()) == sorted(APPS)
+    for name in GENERATED + APP_JSON + ("apps/catalog.sqlite",):
         assert (again / name).read_bytes() == (small / name).read_bytes(), f"{name} differs between two seed-0 builds"
-    differing = [n for n in GENERATED if (other / n).read_bytes() != (small / n).read_bytes()]
-    assert set(differing) >= set(GENERATED) - {"world.json"} and "world.json" in differing, differing
+    differing = [n for n in GENERATED + APP_JSON if (other / n).read_bytes() != (small / n).read_bytes()]
+    assert set(differing) >= set(GENERATED + APP_JSON) - {"world.json"} and "world.json" in differing, differing
 
 
 # ---------------------------------------------------------------------------------------------- the world's layers
@@ -127,9 +130,13 @@ def _rlhf_imports(module: str) -> list[tuple[str, list[str]]]:
     return out
 
 
-@pytest.mark.parametrize("module", WORLD_LAYERS + ("labelers", "build_data"))
+APP_LAYERS = ("sql_guard", "catalog", "app_tasks", "app_data")      # lesson 09's part of the world, on top of it
+
+
+@pytest.mark.parametrize("module", WORLD_LAYERS + ("labelers",) + APP_LAYERS + ("build_data",))
 def test_world_modules_import_only_downwards_and_no_private_names(module):
-    below = WORLD_LAYERS[:WORLD_LAYERS.index(module)] if module in WORLD_LAYERS else WORLD_LAYERS + ("labelers",)
+    layers = WORLD_LAYERS + ("labelers",) + APP_LAYERS
+    below = layers[:layers.index(module)] if module in layers else layers
     for source, names in _rlhf_imports(module):
         assert source in below + ("config", "data"), f"rlhf_lib/{module}.py imports .{source}, a layer above it"
         private = [n for n in names if n.startswith("_")]
@@ -725,10 +732,11 @@ def test_committed_data_matches_regeneration(full):
     missing = [n for n in GENERATED if not (DATA / n).is_file()]
     if missing:
         pytest.fail(f"data/ lacks {missing}; generate it with `{REGEN}` (from the repository root)")
-    assert sorted(p.name for p in full.iterdir()) == sorted(GENERATED)
+    assert sorted(p.name for p in full.iterdir()) == sorted(GENERATED + ("apps",))
     stale = sorted(p.name for p in DATA.iterdir() if p.suffix in (".json", ".jsonl") and p.name not in GENERATED)
+    stale += sorted(f"apps/{p.name}" for p in (DATA / "apps").iterdir() if p.name not in APPS)
     assert not stale, f"data/ holds files the build does not write: {stale}"
-    for name in GENERATED:
+    for name in GENERATED + APP_JSON:
         committed, fresh = (DATA / name).read_bytes(), (full / name).read_bytes()
         if committed != fresh:
             pytest.fail(f"data/{name} differs from a fresh build "
