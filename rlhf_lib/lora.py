@@ -19,15 +19,25 @@ from pathlib import Path
 ADAPTER_DIR = "adapter"          # inside a stage folder: the adapter, in PEFT's own format
 
 
-def with_lora(model, rank: int, alpha: float | None = None, dropout: float = 0.0):
+def with_lora(model, rank: int, alpha: float | None = None, dropout: float = 0.0, tokens: list[int] = ()):
     """`model` wrapped by `peft.get_peft_model` with LoRA on every linear layer of its blocks (not the LM head):
-    only the adapters are trainable. `alpha` defaults to 2 · rank (a scale α / r of 2)."""
+    only the adapters are trainable, and the embedding rows of `tokens` (peft's `trainable_token_indices`).
+    `alpha` defaults to 2 · rank (a scale α / r of 2).
+
+    Why `tokens`: a chat template's role tokens (`<|user|>`, `<|assistant|>` …) never occur in pretraining text,
+    so their embeddings are still random in the base model, and no low-rank update of the blocks can move them."""
     from peft import LoraConfig, get_peft_model
     if rank < 1:
         raise ValueError(f"LoRA rank = {rank}: give a rank ≥ 1 (0 means full fine-tuning, without LoRA)")
     cfg = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else 2 * rank, lora_dropout=dropout,
-                     target_modules="all-linear", task_type="CAUSAL_LM")
+                     target_modules="all-linear", task_type="CAUSAL_LM",
+                     trainable_token_indices=sorted(set(tokens)) or None)
     return get_peft_model(model, cfg)
+
+
+def special_tokens(tokenizer) -> list[int]:
+    """The ids of the tokenizer's special tokens (EOS, PAD and the chat template's role tokens)."""
+    return sorted(set(tokenizer.all_special_ids))
 
 
 def trainable(model) -> tuple[int, int]:

@@ -26,7 +26,7 @@ from transformers import AutoConfig, AutoTokenizer
 from . import stages
 from .config import fixed, knob, validate
 from .data import DataError, check_stage_fields, read_demos
-from .lora import save_merged, trainable, with_lora
+from .lora import save_merged, special_tokens, trainable, with_lora
 from .losses import masked_lm_loss
 from .models import load_causal_lm
 from .tokenizer import render_alpaca
@@ -47,6 +47,8 @@ class SFTConfig:
     warmup_steps: int = knob(20, lo=0, hi=1000, help="linear learning-rate warm-up steps")
     lora_rank: int = knob(0, lo=0, hi=64, help="LoRA rank r (0 = full fine-tuning): train low-rank adapters with "
                                                "peft, save them and merge them into the saved model (lora.py)")
+    lora_tokens: bool = knob(True, help="with LoRA, also train the special tokens' embeddings (the chat template's "
+                                        "role tokens are untrained in the base model)")
     betas: tuple[float, float] = fixed((0.9, 0.95), help="AdamW β1, β2 (GPT-3 and LLaMA used 0.9, 0.95)")
     weight_decay: float = fixed(0.0, help="AdamW weight decay")
     max_grad_norm: float = fixed(1.0, help="gradient-norm clip before each optimizer step")
@@ -193,7 +195,7 @@ def run(cfg: SFTConfig, on_log=None, *, par: Parallel = LOCAL, max_steps: int | 
         if par.world > 1:
             raise ValueError(f"{type(cfg).__name__}.lora_rank = {cfg.lora_rank}: LoRA runs on one process here; "
                              "set lora_rank=0 under DeepSpeed")
-        model = with_lora(model, cfg.lora_rank)
+        model = with_lora(model, cfg.lora_rank, tokens=special_tokens(tokenizer) if cfg.lora_tokens else ())
     n_trainable, n_params = trainable(model)
     train, held, gen = split_demos(cfg, tokenizer, examples)
     # 2. optimizer and schedule

@@ -78,4 +78,6 @@ def test_sft_with_lora_saves_a_stage_the_next_stages_load(base, data_slice, tmp_
     stages.verify(stages.stage_dir("sft"))                                   # every file recorded and whole
     policy, _ = load_causal_lm(stages.existing("sft"))
     assert not lora.is_lora(policy)
+    moved = (policy.get_input_embeddings().weight - model.get_input_embeddings().weight).abs().sum(1)
+    assert sorted(moved.nonzero().flatten().tolist()) == lora.special_tokens(tok)    # the role tokens learned
     assert (stages.stage_dir("sft") / lora.ADAPTER_DIR / "adapter_config.json").is_file()
