@@ -312,7 +312,7 @@ def run_probe(probe: Probe, root: Path, templates: tuple[Path, Path], *, let_wor
     with pytest.MonkeyPatch.context() as mp:
         for cls in (AutoModelForCausalLM, AutoModelForSequenceClassification):
             mp.setattr(cls, "from_pretrained", stop(cls.__name__, cls.from_pretrained))
-        for module, name in ((pretrain, "train_tokenizer_stage"), (pretrain, "build_tiny_llama"),
+        for module, name in ((pretrain, "train_tokenizer_stage"), (pretrain, "build_model"),
                              (build_data, "build")):
             mp.setattr(module, name, stop(name, getattr(module, name)))
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
