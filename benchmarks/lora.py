@@ -67,7 +67,8 @@ def main(argv=None) -> None:
             runs.append({**fig, "win_rate_vs_full": win["win_rate"], "ci95": win["ci95"]})
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    record = {"machine": describe(), "seed": args.seed, "runs": runs}
+    record = {"machine": describe(), "seed": args.seed, "commands": [" ".join(["python benchmarks/lora.py"] + (
+        argv if argv is not None else sys.argv[1:]))], "runs": runs}
     OUT.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     for r in runs:
         print({k: v for k, v in r.items() if k != "run"} | {"run": r["run"]})
