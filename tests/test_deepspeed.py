@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 import torch
+from conftest import save_base
 
 from rlhf_lib import deepspeed_config, distributed, dpo, sft, stages
 from rlhf_lib.config import to_dict
@@ -54,13 +55,7 @@ def world(tmp_path_factory):
         tok = train_tokenizer(texts, vocab_size=600)
         model = build_tiny_llama(ModelConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
                                              max_len=512), tok, seed=0)
-        for name in ("tokenizer", "base"):
-            with stages.writing(name) as tmp:
-                tok.save_pretrained(tmp)
-                if name == "base":
-                    model.save_pretrained(tmp, safe_serialization=True)
-                stages.write_json(tmp / "stage.json", {"stage": name, "prompt_format": "plain", "config": {},
-                                                       "upstream": []})
+        save_base(model, tok)
         yield {"root": root, "env": {"RLHF_DATA": str(data), "RLHF_ARTIFACTS": str(arts)}}
 
 
