@@ -23,7 +23,7 @@ from . import stages
 from .app_data import DB_FILE, apps_dir, read_dialogues, read_sql_prompts
 from .app_tasks import INTENT_OF, same_result
 from .apps import App, interact, judge, retrieval_hit, same_text, sql_with_repairs
-from .catalog import by_title, connect, films
+from .catalog import connect, films
 from .config import fixed, knob, validate
 from .serving import LocalChat
 
@@ -75,13 +75,12 @@ def exec_accuracy(app: App, records: list[dict], replies) -> list[float]:
 def measure(chat, app: App, sql_records: list[dict], dialogues: list[dict], rl_records: list[dict] = ()) -> dict:
     """Every number of the module docstring for one backend `chat`, and the replies; with `rl_records` also the
     execution accuracy on questions RL from execution feedback trains on (did it learn what it was rewarded for?)."""
-    titles = by_title(app.catalog)
     t0 = time.perf_counter()
     sql = sql_with_repairs(chat, app, [r["question"] for r in sql_records], [r["lang"] for r in sql_records])
     on_rl = sql_with_repairs(chat, app, [r["question"] for r in rl_records], [r["lang"] for r in rl_records])
     replies = interact(chat, app, dialogues)
     seconds = time.perf_counter() - t0
-    verdicts = [judge(app, d, r, titles) for d, r in zip(dialogues, replies)]
+    verdicts = [judge(app, d, r) for d, r in zip(dialogues, replies)]
     dependent = [i for i, d in enumerate(dialogues) if d["history"]]
     about_a_film = [i for i in dependent if dialogues[i]["kind"] != "older"]     # "older" names a genre and a year
     kinds = list(INTENT_OF)

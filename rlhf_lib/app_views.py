@@ -44,7 +44,7 @@ def sql_failures(r: dict) -> dict:
     loop sees them) against those that ran and returned the wrong rows (it cannot), and the repairs that worked."""
     tried = r["samples"]["sql"]
     n = len(tried)
-    right = [a for a in r["exec_accuracy"]]
+    right = r["exec_accuracy"]
     flagged = sum(bool(s["errors"][0]) for s in tried)
     return {"questions": n, "right at attempt 1": round(right[0] * n), "failed visibly (error, no rows)": flagged,
             "ran with wrong rows": n - round(right[0] * n) - flagged,

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import app_tasks as T
-from .catalog import Film, card, retrieve, similar
+from .catalog import Film, by_title, card, retrieve, similar
 from .sql_guard import QueryError, run_select
 from .world import INTENT_LABELS
 
@@ -104,7 +104,7 @@ def interact(chat, app: App, dialogues: list[dict]) -> list[Reply]:
     for i, q in zip(todo, chat.many([T.rewrite_messages(dialogues[i]) for i in todo])):
         queries[i] = q
     replies = [Reply(intent=it, query=q) for it, q in zip(intents, queries)]
-    titles = {f.title: f for f in app.catalog}
+    titles = by_title(app.catalog)
     # 3. the paths: greetings (one call per kind and language), retrieval, the database
     need = sorted({("recom" if r.intent == "recommended" else "desc", lang) for r, lang in zip(replies, langs)
                    if r.intent in ("recommended", "description")})
@@ -138,7 +138,7 @@ def user_interact(query: str, chat, app: App, *, lang: str = "en", history: list
 
 
 # --------------------------------------------------------------------------------------------- the gold check
-def judge(app: App, d: dict, r: Reply, by_title: dict) -> dict:
+def judge(app: App, d: dict, r: Reply) -> dict:
     """The gold labeler's verdict on one reply to held-out dialogue `d`: each check and `success` (all of them)."""
     checks = {"intent": r.intent == d["intent"]}
     if d["intent"] == "recommended":

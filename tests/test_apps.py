@@ -250,7 +250,7 @@ def first_of(dialogues, intent):
                                             ("search", {"intent", "rows"})])
 def test_a_correct_reply_passes_every_check(app, conn, held, intent, checks):
     d = first_of(held[1], intent)
-    verdict = apps.judge(app, d, gold_reply(d, conn), TITLES)
+    verdict = apps.judge(app, d, gold_reply(d, conn))
     assert set(verdict) == checks | {"success"} and all(verdict.values())
 
 
@@ -267,7 +267,7 @@ def test_a_correct_reply_passes_every_check(app, conn, held, intent, checks):
 ])
 def test_a_wrong_reply_fails_success(app, conn, held, intent, spoil, failed):
     d = first_of(held[1], intent)
-    verdict = apps.judge(app, d, dataclasses.replace(gold_reply(d, conn), **spoil), TITLES)
+    verdict = apps.judge(app, d, dataclasses.replace(gold_reply(d, conn), **spoil))
     assert not verdict[failed] and not verdict["success"]
     assert all(ok for check, ok in verdict.items() if check not in (failed, "success"))
 
@@ -275,7 +275,7 @@ def test_a_wrong_reply_fails_success(app, conn, held, intent, spoil, failed):
 def test_the_last_query_tried_is_the_one_judged(app, conn, held):
     d = first_of(held[1], "search")
     r = dataclasses.replace(gold_reply(d, conn), sql=["select titel from movies", d["sql"]])
-    assert apps.judge(app, d, r, TITLES)["success"]
+    assert apps.judge(app, d, r)["success"]
 
 
 # --------------------------------------------------------------------------------------------- the reward
