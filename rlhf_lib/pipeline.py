@@ -130,6 +130,17 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
           "retrieval hits (raw turn vs rewrite), SQL execution accuracy at attempt 1 and after each repair round, "
           "end-to-end success of user_interact under the gold check. Writes artifacts/apps/metrics.json.",
           "rlhf apps --set rounds=4", upstream=("policies",), writes=(), has_seed=False, in_all=False),
+    Stage("self_instruct", "self_instruct", "SelfInstructConfig", "Alpaca's data by self-instruct (lesson 10)",
+          "Seed tasks from data/sft_alpaca.jsonl, new English instructions from the world's request generator, "
+          "self-instruct's ROUGE-L filter, the teacher (stage `teacher`, ppo) writing every output, with translate "
+          "the Korean copy of every instruction answered anew (KoAlpaca); invalid outputs dropped. Writes "
+          "artifacts/<out>/alpaca_data.jsonl.",
+          "rlhf self_instruct --set instructions=1600 --set translate=false", upstream=("teacher",), in_all=False),
+    Stage("alpaca", "alpaca", "AlpacaConfig", "the base model fine-tuned on the teacher's data: Alpaca (lesson 10)",
+          "SFT's loop from stage `init` (base) on stage `data`'s demonstrations in `langs` (en = Alpaca, en,ko = "
+          "KoAlpaca); lora_rank > 0 trains LoRA adapters and saves them merged. Writes artifacts/<out>/.",
+          "rlhf alpaca --set langs=en,ko --set out=koalpaca", upstream=("init", "data"), batch_field="batch_size",
+          in_all=False),
     Stage("eval", "evaluation", "EvalConfig", "gold-labeler evaluation of saved policies (lessons 01-05)",
           "Gold-labeler evaluation: every stage in `stages` answers the held-out prompts with the same sampling "
           "settings and seed; writes artifacts/<stage>/eval.json (gold mean, failure and EOS rates overall and per "
