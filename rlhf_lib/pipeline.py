@@ -139,8 +139,7 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("alpaca", "alpaca", "AlpacaConfig", "the base model fine-tuned on the teacher's data: Alpaca (lesson 10)",
           "SFT's loop from stage `init` (base) on stage `data`'s demonstrations in `langs` (en = Alpaca, en,ko = "
           "KoAlpaca); lora_rank > 0 trains LoRA adapters and saves them merged. Writes artifacts/<out>/.",
-          "rlhf alpaca --set langs=en,ko --set out=koalpaca", upstream=("init", "data"), batch_field="batch_size",
-          in_all=False),
+          "rlhf alpaca --set langs=en,ko --set out=koalpaca", upstream=("init", "data"), in_all=False),
     Stage("eval", "evaluation", "EvalConfig", "gold-labeler evaluation of saved policies (lessons 01-05)",
           "Gold-labeler evaluation: every stage in `stages` answers the held-out prompts with the same sampling "
           "settings and seed; writes artifacts/<stage>/eval.json (gold mean, failure and EOS rates overall and per "
