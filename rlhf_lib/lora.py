@@ -14,6 +14,7 @@ format (`adapter_config.json`, `adapter_model.safetensors`) and `merge_and_unloa
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 ADAPTER_DIR = "adapter"          # inside a stage folder: the adapter, in PEFT's own format
@@ -32,7 +33,9 @@ def with_lora(model, rank: int, alpha: float | None = None, dropout: float = 0.0
     cfg = LoraConfig(r=rank, lora_alpha=alpha if alpha is not None else 2 * rank, lora_dropout=dropout,
                      target_modules="all-linear", task_type="CAUSAL_LM",
                      trainable_token_indices=sorted(set(tokens)) or None)
-    return get_peft_model(model, cfg)
+    with warnings.catch_warnings():     # peft 0.21 reads transformers' deprecated `is_gradient_checkpointing`
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, cfg)
 
 
 def special_tokens(tokenizer) -> list[int]:
