@@ -95,6 +95,65 @@ def lr_at(step: int, total: int, cfg: PretrainConfig) -> float:
     return warmup_cosine_lr(cfg.lr, cfg.warmup_steps, step, total, decay_after_warmup=True)
 
 
+def packed_corpus(tokenizer, cfg: PretrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The web corpus as pretraining sees it: (train blocks, held-out blocks), each (N, seq_len)."""
+    train_docs, held_docs = split_docs(load_web(), cfg)
+    return pack(tokenizer, train_docs, cfg.seq_len), pack(tokenizer, held_docs, cfg.seq_len)
+
+
+def lesson_steps(cfg: PretrainConfig, train_blocks: torch.Tensor) -> int:
+    """Optimizer steps of `cfg.epochs` passes over the packed training blocks."""
+    return max(1, int(cfg.epochs * (len(train_blocks) // cfg.batch_size)))
+
+
+def train_lm(cfg: PretrainConfig, tokenizer, train_blocks: torch.Tensor, held_blocks: torch.Tensor, total: int,
+             on_log=None, *, par: Parallel = LOCAL, desc: str = "pretraining") -> tuple[torch.nn.Module, dict]:
+    """The pretraining loop: a fresh `cfg.model` (seed `cfg.seed`) trained for `total` optimizer steps of
+    `cfg.batch_size` random blocks, the held-out loss every `cfg.eval_every` steps. Returns (model, metrics); the
+    metrics' `heldout_s` is the time the held-out loss took. `run` calls it for lesson 00's base model,
+    `compute_optimal.train_point` for each point of lesson 10's sweep."""
+    # 1. model and optimizer
+    model = build_model(cfg.model, tokenizer, cfg.seed)
+    opt = adamw(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    engine = par.engine([model], opt, clip=[(list(model.parameters()), cfg.max_grad_norm)])
+    gen = torch.Generator().manual_seed(cfg.seed)
+    held_s = [0.0]                              # seconds spent on the held-out loss, apart from training's
+
+    def heldout() -> float:
+        t = time.perf_counter()
+        loss = lm_loss(model, held_blocks, cfg.eval_batch_size)
+        held_s[0] += time.perf_counter() - t
+        return loss
+    initial_heldout = heldout()
+    history = {"step": [0], "train_loss": [initial_heldout], "heldout_loss": [initial_heldout], "lr": [0.0]}
+    # 2. the loop: next-token loss on random blocks
+    order = torch.randperm(len(train_blocks), generator=gen)
+    running, seen = 0.0, 0
+    for step in par.progress(range(total), desc):
+        if (step * cfg.batch_size) % len(order) + cfg.batch_size > len(order):
+            order = torch.randperm(len(train_blocks), generator=gen)
+        start = (step * cfg.batch_size) % (len(order) - cfg.batch_size + 1)
+        x = train_blocks[order[start:start + cfg.batch_size]]                      # (B, T)
+        model.train()
+        loss = engine(lambda m, ids: m(input_ids=ids, labels=ids).loss, x)
+        engine.step(loss, lr_at(step, total, cfg))
+        step_loss = par.reduce([loss.item()])[0]
+        ensure_finite(step_loss, desc, step, f"lower lr (now {cfg.lr}) or raise warmup_steps")
+        running, seen = running + step_loss, seen + 1
+        if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
+            history["step"].append(step + 1), history["train_loss"].append(running / seen)
+            history["heldout_loss"].append(heldout())
+            history["lr"].append(lr_at(step, total, cfg))
+            running, seen = 0.0, 0
+            if on_log is not None:
+                on_log(history)
+    metrics = {"final_loss": history["train_loss"][-1], "heldout_loss": history["heldout_loss"][-1],
+               "initial_heldout_loss": initial_heldout, "steps": total,
+               "tokens_seen": total * cfg.batch_size * cfg.seq_len, "n_params": n_params(model),
+               "corpus_tokens": int(train_blocks.numel()), "heldout_s": round(held_s[0], 1), "history": history}
+    return model, metrics
+
+
 @stages.together("tokenizer", "base")      # both folders are committed when training is done, in one swap
 def run(cfg: PretrainConfig, on_log=None, *, par: Parallel = LOCAL) -> dict:
     """Train the tokenizer and the base LM; save `artifacts/tokenizer/` and `artifacts/base/` together (a run that
@@ -104,46 +163,14 @@ def run(cfg: PretrainConfig, on_log=None, *, par: Parallel = LOCAL) -> dict:
     t0 = time.time()
     # 1. data and tokenizer
     tokenizer = train_tokenizer_stage(cfg)
-    train_docs, held_docs = split_docs(load_web(), cfg)
-    train_blocks, held_blocks = pack(tokenizer, train_docs, cfg.seq_len), pack(tokenizer, held_docs, cfg.seq_len)
-    # 2. model and optimizer
-    model = build_model(cfg.model, tokenizer, cfg.seed)
-    opt = adamw(model.parameters(), lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
-    engine = par.engine([model], opt, clip=[(list(model.parameters()), cfg.max_grad_norm)])
-    gen = torch.Generator().manual_seed(cfg.seed)
-    steps_per_epoch = len(train_blocks) // cfg.batch_size
-    total = max(1, int(cfg.epochs * steps_per_epoch))
-    initial_heldout = lm_loss(model, held_blocks, cfg.eval_batch_size)
-    history = {"step": [0], "train_loss": [initial_heldout], "heldout_loss": [initial_heldout], "lr": [0.0]}
-    # 3. the loop: next-token loss on random blocks
-    order = torch.randperm(len(train_blocks), generator=gen)
-    running, seen = 0.0, 0
-    for step in par.progress(range(total), "pretraining"):
-        if (step * cfg.batch_size) % len(order) + cfg.batch_size > len(order):
-            order = torch.randperm(len(train_blocks), generator=gen)
-        start = (step * cfg.batch_size) % (len(order) - cfg.batch_size + 1)
-        x = train_blocks[order[start:start + cfg.batch_size]]                      # (B, T)
-        model.train()
-        loss = engine(lambda m, ids: m(input_ids=ids, labels=ids).loss, x)
-        engine.step(loss, lr_at(step, total, cfg))
-        step_loss = par.reduce([loss.item()])[0]
-        ensure_finite(step_loss, "pretraining", step, f"lower lr (now {cfg.lr}) or raise warmup_steps")
-        running, seen = running + step_loss, seen + 1
-        if (step + 1) % cfg.eval_every == 0 or step + 1 == total:
-            history["step"].append(step + 1), history["train_loss"].append(running / seen)
-            history["heldout_loss"].append(lm_loss(model, held_blocks, cfg.eval_batch_size))
-            history["lr"].append(lr_at(step, total, cfg))
-            running, seen = 0.0, 0
-            if on_log is not None:
-                on_log(history)
-    # 4. save the stage atomically
+    train_blocks, held_blocks = packed_corpus(tokenizer, cfg)
+    # 2. the loop (`train_lm`)
+    model, metrics = train_lm(cfg, tokenizer, train_blocks, held_blocks, lesson_steps(cfg, train_blocks), on_log,
+                              par=par)
+    # 3. save the stage atomically
     wall = time.time() - t0
-    tokens = total * cfg.batch_size * cfg.seq_len
-    metrics = {"final_loss": history["train_loss"][-1], "heldout_loss": history["heldout_loss"][-1],
-               "initial_heldout_loss": initial_heldout, "steps": total, "tokens_seen": tokens,
-               "tokens_per_s": round(tokens / wall), "n_params": n_params(model),
-               "corpus_tokens": int(train_blocks.numel()), "wall_s": round(wall, 1), "history": history}
-    info = stage_info("base", cfg, ["tokenizer"], prompt_format="plain", n_params=n_params(model))
+    metrics = {**metrics, "tokens_per_s": round(metrics["tokens_seen"] / wall), "wall_s": round(wall, 1)}
+    info = stage_info("base", cfg, ["tokenizer"], prompt_format="plain", n_params=metrics["n_params"])
     save_stage(par, "base", model, tokenizer, info, metrics)
     return metrics
 
