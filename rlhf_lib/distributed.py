@@ -13,7 +13,7 @@ ranks just before the layer runs, and freed after). Offload moves the partitione
     python -m rlhf_lib.distributed sft --deepspeed zero2                                # one process
     torchrun --nproc_per_node 2 -m rlhf_lib.distributed sft rm ppo --deepspeed zero3    # two; stages in turn
     deepspeed --num_gpus 8 --module rlhf_lib.distributed ppo --deepspeed zero2_bf16 --set ppo.batch_size=256
-    distributed.launch(["sft"], nproc=2, deepspeed="zero3")                              # from Python
+    launcher.launch(["sft"], nproc=2, deepspeed="zero3")                                 # from Python
 
 `run(name, cfg)` runs the trainer's own loop (`sft.run`, `reward.run`, `ppo.run`) with a `training.Parallel` whose
 pieces are DeepSpeed's: the optimizer step is the engine's, each rank takes its rows of every batch, the logged
@@ -53,9 +53,7 @@ import copy
 import json
 import logging
 import os
-import signal
 import socket
-import subprocess
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -65,7 +63,7 @@ from typing import Any
 import torch
 
 from . import stages
-from .config import from_dict, parse_overrides, to_dict
+from .config import from_dict, parse_overrides
 from .deepspeed_config import load_config, resolve_config, stage_config, zero_stage  # noqa: F401 (lesson 06 API)
 from .pipeline import STAGES as REGISTRY
 from .pipeline import run_stage
@@ -285,6 +283,11 @@ def stage_configs(names: Sequence[str], overrides: Sequence[str] = (), base: dic
     return {n: parse_overrides(from_dict(classes[n], base[n]) if n in base else classes[n](), per[n]) for n in names}
 
 
+def history_writer(path: Path) -> Callable[[dict], None]:
+    """An `on_log` that writes the history so far to `path`, atomically (a reader never sees half a file)."""
+    return lambda history: stages.replace_json(path, history)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m rlhf_lib.distributed",
@@ -300,6 +303,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, default=None, help="SFT: stop after this many optimizer steps")
     parser.add_argument("--metrics-dir", type=Path, default=None,
                         help="each rank writes STAGE.rankR.json there (all ranks hold the same metrics)")
+    parser.add_argument("--live", action="append", default=[], choices=STAGES, metavar="STAGE",
+                        help="rank 0 writes STAGE.live.json to --metrics-dir, the history so far, every time the "
+                             "trainer logs (repeatable; `launch(on_log=...)` reads it)")
     parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)   # from the deepspeed launcher
     args = parser.parse_args(argv)
     try:
@@ -309,8 +315,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             stage_config(name, cfg, args.deepspeed, world_size())
     except (ValueError, TypeError, OSError) as e:
         parser.error(str(e))
+    if args.live and args.metrics_dir is None:
+        parser.error("--live needs --metrics-dir (the folder it writes STAGE.live.json to)")
     for name, cfg in configs.items():
-        metrics = run(name, cfg, args.deepspeed, **({"max_steps": args.max_steps} if name == "sft" else {}))
+        kwargs: dict[str, Any] = {"max_steps": args.max_steps} if name == "sft" else {}
+        if name in args.live and os.environ.get("RANK", "0") == "0":      # the numbers are all-reduced: one writer
+            args.metrics_dir.mkdir(parents=True, exist_ok=True)
+            kwargs["on_log"] = history_writer(args.metrics_dir / f"{name}.live.json")
+        metrics = run(name, cfg, args.deepspeed, **kwargs)
         rank = torch.distributed.get_rank()
         if args.metrics_dir is not None:
             args.metrics_dir.mkdir(parents=True, exist_ok=True)
@@ -320,52 +332,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[{name}] " + json.dumps(summary), flush=True)
     torch.distributed.barrier()
     return 0
-
-
-def launch(names: str | Sequence[str], *, nproc: int = 2, deepspeed: str | Path = "zero2", configs: dict | None = None,
-           overrides: Sequence[str] = (), max_steps: int | None = None, launcher: str = "torchrun",
-           metrics_dir: Path | None = None, env: dict | None = None, timeout: float | None = None) -> dict:
-    """Run `python -m rlhf_lib.distributed` on `nproc` local processes, started by `torchrun` or by DeepSpeed's
-    `deepspeed` launcher, and wait for it. `configs` = {stage: config object} to start from (else the defaults),
-    `overrides` = ["STAGE.FIELD=VALUE", …] on top. Returns {stage: [metrics of rank 0, rank 1, …]}. The processes'
-    output goes to `metrics_dir/log.txt` (default `runs/distributed/STAGES/`); a failure raises RuntimeError with
-    its last lines."""
-    names = [names] if isinstance(names, str) else list(names)
-    metrics_dir = Path(metrics_dir or stages.ROOT / "runs" / "distributed" / "-".join(names))
-    metrics_dir.mkdir(parents=True, exist_ok=True)
-    for old in metrics_dir.glob("*.rank*.json"):                  # never read a previous run's numbers
-        old.unlink()
-    args = [*names, "--deepspeed", str(deepspeed), "--metrics-dir", str(metrics_dir)]
-    if configs:
-        stages.write_json(metrics_dir / "configs.json", {n: to_dict(c) for n, c in configs.items()})
-        args += ["--configs", str(metrics_dir / "configs.json")]
-    args += [f"--set={o}" for o in overrides] + ([f"--max-steps={max_steps}"] if max_steps else [])
-    if launcher == "torchrun":
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "rlhf_lib.distributed", *args]
-    elif launcher == "deepspeed":
-        cmd = [sys.executable, "-m", "deepspeed.launcher.runner", f"--num_gpus={nproc}", f"--master_port={free_port()}",
-               "--module", "rlhf_lib.distributed", *args]
-    else:
-        raise ValueError(f"launcher {launcher!r} is unknown; use 'torchrun' or 'deepspeed'")
-    run_env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), **(env or {})}
-    if not torch.cuda.is_available():
-        run_env.setdefault("DS_ACCELERATOR", "cpu")
-    log = metrics_dir / "log.txt"
-    with open(log, "w", encoding="utf-8") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=run_env, cwd=stages.ROOT,
-                                start_new_session=True)            # its own process group: a timeout ends every rank
-        try:
-            status = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait()
-            status = f"timed out after {timeout} s"
-    if status != 0:
-        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-40:])
-        raise RuntimeError(f"{' '.join(cmd[2:])} failed ({status}); the end of {log}:\n{tail}")
-    return {n: [stages.nan_numbers(json.loads((metrics_dir / f"{n}.rank{r}.json").read_text(encoding="utf-8")))
-                for r in range(nproc)] for n in names}                    # write_json wrote NaN as null
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import save_base
 
-from rlhf_lib import deepspeed_config, distributed, dpo, sft, stages
+from rlhf_lib import deepspeed_config, distributed, dpo, launcher, sft, stages
 from rlhf_lib.config import to_dict
 from rlhf_lib.models import ModelConfig, build_tiny_llama, load_causal_lm
 from rlhf_lib.tokenizer import train_tokenizer
@@ -62,7 +62,7 @@ def world(tmp_path_factory):
 @pytest.fixture(scope="module")
 def zero3_run(world):
     """SFT, reward model, PPO, GRPO, RLOO and DPO under ZeRO-3 on two processes started by torchrun."""
-    return distributed.launch(["sft", "rm", "ppo", "grpo", "rloo", "dpo"], nproc=2, deepspeed="zero3",
+    return launcher.launch(["sft", "rm", "ppo", "grpo", "rloo", "dpo"], nproc=2, deepspeed="zero3",
                               overrides=SFT + RM + PPO + GRPO + RLOO + DPO,
                               metrics_dir=world["root"] / "zero3", env=world["env"], timeout=600)
 
@@ -154,7 +154,7 @@ def test_dpo_on_two_processes(zero3_run, world):
 
 
 def test_deepspeed_launcher_zero2_gives_the_same_sft(zero3_run, world):
-    runs = distributed.launch("sft", nproc=2, deepspeed="zero2", overrides=SFT + ["sft.out=sft_zero2"], max_steps=6,
+    runs = launcher.launch("sft", nproc=2, deepspeed="zero2", overrides=SFT + ["sft.out=sft_zero2"], max_steps=6,
                               launcher="deepspeed", metrics_dir=world["root"] / "zero2", env=world["env"], timeout=600)
     _same_on_every_rank(runs["sft"])
     h2, h3 = runs["sft"][0]["history"], zero3_run["sft"][0]["history"]
