@@ -16,11 +16,13 @@ FLOORS = (                                  # bottom first; a module may import 
     ("models", "tokenizer", "stages", "training", "generation", "reward_model", "serving", "lora"),
     ("comparisons", "rollout", "ppo_diagnostics", "evaluation", "probes", "chatllama_bugs", "paraphrases",
      "frontier", "group_rollout", "apps"),
-    ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "rloo", "app_sft", "sql_rl", "app_eval"),
+    ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "rloo", "app_sft", "sql_rl", "app_eval", "self_instruct",
+     "alpaca", "compute_optimal"),
     ("pipeline",),
     ("cli", "cli_help", "cli_checks", "distributed", "deepspeed_config", "plots", "ppo_plots", "reward_views",
      "widgets", "scaling", "lesson", "try_prompt", "__main__", "__init__", "method_views",
-     "group_plots", "app_views"),
+     "group_plots", "app_views", "variation_views", "launcher",
+     "scaling_views"),
 )
 FLOOR = {m: i for i, floor in enumerate(FLOORS) for m in floor}
 MODULES = sorted(p.stem for p in LIB.glob("*.py"))
