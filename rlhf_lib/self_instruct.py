@@ -60,7 +60,7 @@ class SelfInstructConfig:
     translate: bool = knob(True, help="KoAlpaca: every kept instruction also in Korean, its output written anew")
     max_repetition: float = fixed(0.2, help="an output with more repeated trigrams than this is dropped")
     max_new_tokens: int = fixed(64, help="length limit of the teacher's outputs (an output cut there is dropped)")
-    batch_size: int = fixed(64, help="instructions the teacher answers together")
+    batch_size: int = fixed(128, help="instructions the teacher answers together")
     teacher: str = fixed("ppo", help="stage that writes the outputs: the course's aligned policy")
     seed: int = fixed(0, help="seed of the instructions drawn and of the translations picked")
     out: str = fixed("self_instruct", help="stage written (its alpaca_data.jsonl)")
@@ -92,15 +92,26 @@ def novel(candidates: list[tuple[str, str]], kept: dict[str, list[str]], thresho
           ) -> tuple[list[bool], list[float]]:
     """Self-instruct's filter, in order: candidate i = (family, instruction) is kept if its ROUGE-L with every
     instruction kept so far in its family (`kept`, seeded with the seed tasks, extended as it goes) is below
-    `threshold`. Returns (kept?, highest ROUGE-L) per candidate."""
-    scorer, keep, best = rouge_scorer(), [], []
-    pool = defaultdict(list, {f: list(v) for f, v in kept.items()})
+    `threshold`. Returns (kept?, highest ROUGE-L) per candidate.
+
+    The longest common subsequence is at most the words two texts share, so 2·shared / (|a| + |b|) bounds ROUGE-L
+    from above; `rouge_score` is asked only about pairs whose bound beats the best score found so far (the same
+    result, several times faster)."""
+    scorer, words, keep, best = rouge_scorer(), WordTokenizer().tokenize, [], []
+    pool = defaultdict(list)
+    for family, texts in kept.items():
+        pool[family] = [(t, Counter(words(t))) for t in texts]
     for family, text in candidates:
-        top = max((rouge_l(text, k, scorer) for k in pool[family]), default=0.0)
+        bag, top = Counter(words(text)), 0.0
+        n = sum(bag.values())
+        for other, other_bag in pool[family]:
+            shared = sum((bag & other_bag).values())
+            if shared and 2 * shared / (n + sum(other_bag.values())) > top:
+                top = max(top, rouge_l(text, other, scorer))
         keep.append(top < threshold)
         best.append(round(top, 4))
         if top < threshold:
-            pool[family].append(text)
+            pool[family].append((text, bag))
     return keep, best
 
 

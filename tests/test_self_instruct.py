@@ -52,6 +52,20 @@ def test_the_filter_keeps_an_instruction_only_if_it_is_new_in_its_family():
     assert keep_all == [True] * 4
 
 
+def test_the_bounded_filter_gives_what_comparing_every_pair_gives():
+    cands = [(t.category, t.prompt) for t in self_instruct.propose(160, seed=1)]
+    seeds = {"factual": ["Where does the panda live?"], "story": ["Write a short story about the moon and the stars"]}
+    keep, best = self_instruct.novel(cands, seeds, 0.7)
+    scorer, pool, ref_keep, ref_best = self_instruct.rouge_scorer(), {f: list(v) for f, v in seeds.items()}, [], []
+    for family, text in cands:                                   # the plain filter: every pair through rouge_score
+        top = max((self_instruct.rouge_l(text, k, scorer) for k in pool.get(family, [])), default=0.0)
+        ref_keep.append(top < 0.7)
+        ref_best.append(round(top, 4))
+        if top < 0.7:
+            pool.setdefault(family, []).append(text)
+    assert keep == ref_keep and best == ref_best and 0 < sum(keep) < len(keep)
+
+
 def _task(lang="en", category="factual", prompt="Where does the panda live?"):
     return Task(id="t", category=category, lang=lang, instruction=prompt, meta={"animal": "panda", "ask": "home"})
 
