@@ -29,7 +29,7 @@ from .data import DataError, check_stage_fields, read_demos
 from .lora import save_merged, special_tokens, trainable, with_lora
 from .losses import masked_lm_loss
 from .models import load_causal_lm
-from .tokenizer import render_alpaca
+from .tokenizer import render_alpaca, require_chat_template
 from .training import LOCAL, Parallel, adamw, ensure_finite, save_stage, stage_info, warmup_cosine_lr
 
 
@@ -98,6 +98,7 @@ def tokenize_demos(demos, tokenizer, max_len: int, context: int | None = None) -
     examples = []
     for path, line, prompt, response in demos:
         if isinstance(prompt, list):    # chat messages: everything before the last assistant turn is the prompt
+            require_chat_template(tokenizer)
             prompt = tokenizer.apply_chat_template(prompt[:-1], tokenize=False, add_generation_prompt=True)
         p = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         r = tokenizer(response, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]

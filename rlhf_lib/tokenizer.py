@@ -50,6 +50,18 @@ def render_alpaca(instruction: str, input: str = "") -> str:
     return ALPACA_TEMPLATE_NO_INPUT.format(instruction=instruction)
 
 
+def require_chat_template(tokenizer) -> None:
+    """A chat prompt needs the tokenizer's chat template; a tokenizer without one (many base checkpoints, GPT-2's)
+    is an error that says what to set, not transformers' error from deep inside `apply_chat_template`."""
+    if not getattr(tokenizer, "chat_template", None):
+        where = getattr(tokenizer, "name_or_path", "") or "no path"
+        raise ValueError(f"the tokenizer ({type(tokenizer).__name__}, {where}) has no chat template, which chat "
+                         "prompts and chat demonstrations need: set tokenizer.chat_template (e.g. "
+                         "rlhf_lib.tokenizer.CHAT_TEMPLATE, after adding its role tokens "
+                         f"{', '.join(ROLE_TOKENS)} with tokenizer.add_special_tokens and resizing the embeddings) "
+                         "and save it, or use the 'plain' or 'alpaca' prompt format")
+
+
 def render_prompt(tokenizer, prompt: str | list[dict], fmt: str, system: str | None = None) -> str:
     """The text a model is conditioned on: `plain` (a base LM sees the bare prompt, as GPT-3 did), `chat`
     (the tokenizer's chat template) or `alpaca`. A list of messages (system, user and assistant turns, as a
@@ -57,10 +69,12 @@ def render_prompt(tokenizer, prompt: str | list[dict], fmt: str, system: str | N
     if isinstance(prompt, list):
         if fmt != "chat":
             raise ValueError(f"a list of messages is rendered with the chat template; fmt {fmt!r} cannot render it")
+        require_chat_template(tokenizer)
         return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     if fmt == "plain":
         return prompt + "\n"
     if fmt == "chat":
+        require_chat_template(tokenizer)
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if fmt == "alpaca":
