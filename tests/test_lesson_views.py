@@ -220,3 +220,31 @@ def test_answers_html_escapes_and_shows_scores():
     assert "&lt;b&gt;hi&lt;/b&gt;<br>there" in html and "cut at the length limit" in html
     assert "<b>0.250</b> (fails: helpful)" in html and "<b>-1.50</b>" in html
     assert "data-prompt='it&#x27;s &lt;x&gt;'" in html                  # the browser test finds the answer by it
+
+
+# ------------------------------------------------------------------------------------------ lesson 10
+def _rows(scores: dict[tuple[str, str], list[float]]) -> list[dict]:
+    from rlhf_lib.labelers import PARTS
+    out = []
+    for (lang, cat), values in scores.items():
+        out += [{"id": f"{lang}-{cat}-{i}", "lang": lang, "category": cat, "score": v, "failed": v < 0.5,
+                 "ended": True, "parts": dict.fromkeys(PARTS, v)} for i, v in enumerate(values)]
+    return out
+
+
+def test_lesson_10_splits_scores_and_win_rates_by_language():
+    from rlhf_lib import variation_views as vv
+    a = {"gold_mean": 0.5, "samples": _rows({("en", "factual"): [1.0, 1.0], ("ko", "factual"): [0.0, 0.0]})}
+    b = {"gold_mean": 0.5, "samples": _rows({("en", "factual"): [0.5, 0.5], ("ko", "factual"): [0.5, 0.5]})}
+    assert vv.by_lang(a, "en")["gold_mean"] == 1.0 and vv.by_lang(a, "ko")["gold_mean"] == 0.0
+    rows = vv.lang_rows({"A": a, "B": b})
+    assert rows[0] == {"policy": "A", "English prompts": 1.0, "Korean prompts": 0.0, "all prompts": 0.5}
+    w = vv.lang_win_rates(a["samples"], b["samples"])
+    assert (w["overall"]["win_rate"], w["en"]["win_rate"], w["ko"]["win_rate"]) == (0.5, 1.0, 0.0)
+    cats = vv.category_lang_rows({"A": a, "B": b})
+    assert cats == [{"language": "en", "category": "factual", "A": 1.0, "B": 0.5},
+                    {"language": "ko", "category": "factual", "A": 0.0, "B": 0.5}]
+    metrics = {"seed_tasks": 2, "proposed": 10, "kept_by_rouge": 6, "translated": 6, "by_lang": {"en": 5, "ko": 4},
+               "rouge_max": [0.1, 0.9, 0.3]}
+    vv.funnel_bars(metrics), vv.rouge_hist(metrics, 0.7), vv.lang_bars({"A": a, "B": b})
+    plt.close("all")
