@@ -36,6 +36,7 @@ from . import stages
 from .comparisons import SAVED, Comparison, ComparisonData, from_json, pair_metrics, ranking_pairs
 from .config import fixed, knob, validate
 from .data import check_stage_fields
+from .lora import save_merged, special_tokens, trainable, with_lora
 from .losses import dpo_loss, implicit_reward
 from .models import load_causal_lm
 from .reward_model import encode
@@ -61,6 +62,8 @@ class DPOConfig:
                                   help="prompts per optimizer step; each brings all C(K,2) of its pairs")
     n_prompts: int = knob(0, lo=0, hi=3000, step=10,
                           help="training prompts used (0 = all of the reward model's)")
+    lora_rank: int = knob(0, lo=0, hi=64, help="LoRA rank r (0 = every weight): train low-rank adapters on the "
+                                               "policy with peft, merged into the saved model (lora.py)")
     warmup_steps: int = fixed(4, help="linear learning-rate warm-up steps")
     betas: tuple[float, float] = fixed((0.9, 0.95), help="AdamW β1, β2 (those of the reward model)")
     weight_decay: float = fixed(0.0, help="AdamW weight decay")
@@ -240,6 +243,11 @@ def fit(cfg: DPOConfig, on_log=None, *, par: Parallel = LOCAL):
     t_ref = time.time()
     with par.device():
         train_pairs, held = references(model, tokenizer, data, cfg)                     # 2. once
+    if cfg.lora_rank:               # after the reference pass: π_ref is the policy before any adapter
+        if par.world > 1:
+            raise ValueError(f"DPOConfig.lora_rank = {cfg.lora_rank}: LoRA runs on one process here; set "
+                             "lora_rank=0 under DeepSpeed")
+        model = with_lora(model, cfg.lora_rank, tokens=special_tokens(tokenizer))
     t_train = time.time()
     h = train(cfg, model, tokenizer, train_pairs, held.head(cfg.curve_prompts), on_log, par=par)
     train_s = time.time() - t_train
@@ -252,6 +260,7 @@ def fit(cfg: DPOConfig, on_log=None, *, par: Parallel = LOCAL):
                "n_heldout_prompts": len(data.heldout), "s_per_step": round(train_s / max(1, steps), 3),
                "reference_s": round(t_train - t_ref, 1), "train_s": round(train_s, 1),
                "wall_s": round(time.time() - t0, 1), "history": h}
+    metrics["trainable_params"], metrics["params"] = trainable(model)
     return model, tokenizer, metrics
 
 
@@ -263,7 +272,8 @@ def run(cfg: DPOConfig, on_log=None, *, par: Parallel = LOCAL) -> dict:
     model, tokenizer, metrics = fit(cfg, on_log, par=par)
     metrics["wall_s"] = round(time.time() - t0, 1)
     if cfg.out:
-        save_stage(par, cfg.out, model, tokenizer, stage_info(cfg.out, cfg, [cfg.init, cfg.comparisons]), metrics)
+        save_stage(par, cfg.out, model, tokenizer, stage_info(cfg.out, cfg, [cfg.init, cfg.comparisons]), metrics,
+                   write_model=(lambda folder: save_merged(model, folder)) if cfg.lora_rank else None)
         if cfg.evaluate:
             metrics = par.once(lambda: evaluate_into(cfg.out, metrics))
     return metrics

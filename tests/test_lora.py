@@ -3,13 +3,14 @@ the adapter is saved in PEFT's own format, and the merged folder is an ordinary 
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
 from conftest import save_base
 from peft import PeftModel
 
-from rlhf_lib import lora, sft, stages
+from rlhf_lib import dpo, lora, reward, sft, stages
 from rlhf_lib.config import parse_overrides
 from rlhf_lib.models import ModelConfig, build_tiny_llama, load_causal_lm
 
@@ -81,3 +82,24 @@ def test_sft_with_lora_saves_a_stage_the_next_stages_load(base, data_slice, tmp_
     moved = (policy.get_input_embeddings().weight - model.get_input_embeddings().weight).abs().sum(1)
     assert sorted(moved.nonzero().flatten().tolist()) == lora.special_tokens(tok)    # the role tokens learned
     assert (stages.stage_dir("sft") / lora.ADAPTER_DIR / "adapter_config.json").is_file()
+
+
+def test_dpo_with_lora_starts_from_the_lora_sft_and_saves_a_plain_stage(base, data_slice, tmp_path, monkeypatch):
+    """LoRA where it fits DPO: the reference log-probs are computed once before any adapter exists, then only the
+    adapters (and the special tokens) train, and the stage is the merged model."""
+    root, _ = data_slice
+    model, tok = base
+    monkeypatch.setattr(stages, "DATA_DIR", root)
+    monkeypatch.setattr(stages, "ARTIFACTS", tmp_path / "artifacts")
+    save_base(model, tok)
+    sft.run(parse_overrides(sft.SFTConfig(), ["max_len=512", "batch_size=16", "epochs=1", "warmup_steps=1"]))
+    reward.run(parse_overrides(reward.RMConfig(), ["max_len=512", "n_prompts=20", "written=9", "sft_samples=1",
+                                                   "epochs=1"]))
+    m = dpo.run(parse_overrides(dpo.DPOConfig(), ["epochs=1", "prompts_per_batch=4", "eval_every=2",
+                                                  "curve_prompts=4", "evaluate=false", "lora_rank=2", "lr=1e-3"]))
+    assert m["trainable_params"] < 0.1 * m["params"] and math.isfinite(m["final_loss"])
+    policy, _ = load_causal_lm(stages.existing("dpo"))
+    assert not lora.is_lora(policy) and (stages.stage_dir("dpo") / lora.ADAPTER_DIR / "adapter_config.json").is_file()
+    sft_policy, _ = load_causal_lm(stages.existing("sft"))
+    moved = [n for (n, p), q in zip(policy.named_parameters(), sft_policy.parameters()) if not torch.equal(p, q)]
+    assert moved and all("layers" in n or "embed" in n for n in moved)          # the blocks (merged) and the embedding
