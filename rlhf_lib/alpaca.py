@@ -22,6 +22,7 @@ from .data import DataError, check_stage_fields, read_demos
 from .self_instruct import DATA_FILE
 from .sft import SFTConfig
 from .training import LOCAL, Parallel
+from .world import Task
 
 LANGS = ("en", "ko", "en,ko")
 
@@ -49,7 +50,8 @@ def load_teacher_demos(cfg: AlpacaConfig) -> list[tuple[str, int, list, str]]:
     out = []
     for line, r in read_demos(path, "alpaca"):
         if r["lang"] in langs:
-            prompt = r["instruction"] if not r["input"] else f"{r['instruction']}\n\n{r['input']}"
+            prompt = Task(id=r["id"], category=r["category"], lang=r["lang"], instruction=r["instruction"],
+                          input=r["input"]).prompt                      # instruction, then the input after a blank line
             out.append((str(path), line, [{"role": "user", "content": prompt},
                                           {"role": "assistant", "content": r["output"]}], r["output"]))
     if not out:

@@ -36,7 +36,7 @@ from . import stages
 from .comparisons import SAVED, Comparison, ComparisonData, from_json, pair_metrics, ranking_pairs
 from .config import fixed, knob, validate
 from .data import check_stage_fields
-from .lora import save_merged, special_tokens, trainable, with_lora
+from .lora import check_one_process, save_merged, special_tokens, trainable, with_lora
 from .losses import dpo_loss, implicit_reward
 from .models import load_causal_lm
 from .reward_model import encode
@@ -244,9 +244,7 @@ def fit(cfg: DPOConfig, on_log=None, *, par: Parallel = LOCAL):
     with par.device():
         train_pairs, held = references(model, tokenizer, data, cfg)                     # 2. once
     if cfg.lora_rank:               # after the reference pass: π_ref is the policy before any adapter
-        if par.world > 1:
-            raise ValueError(f"DPOConfig.lora_rank = {cfg.lora_rank}: LoRA runs on one process here; set "
-                             "lora_rank=0 under DeepSpeed")
+        check_one_process(cfg, par.world)
         model = with_lora(model, cfg.lora_rank, tokens=special_tokens(tokenizer))
     t_train = time.time()
     h = train(cfg, model, tokenizer, train_pairs, held.head(cfg.curve_prompts), on_log, par=par)

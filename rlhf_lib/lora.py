@@ -38,6 +38,13 @@ def with_lora(model, rank: int, alpha: float | None = None, dropout: float = 0.0
         return get_peft_model(model, cfg)
 
 
+def check_one_process(cfg, world: int) -> None:
+    """LoRA runs on one process here: a config with `lora_rank` > 0 under several ranks is an error naming it."""
+    if cfg.lora_rank and world > 1:
+        raise ValueError(f"{type(cfg).__name__}.lora_rank = {cfg.lora_rank}: LoRA runs on one process here; "
+                         "set lora_rank=0 under DeepSpeed")
+
+
 def special_tokens(tokenizer) -> list[int]:
     """The ids of the tokenizer's special tokens (EOS, PAD and the chat template's role tokens)."""
     return sorted(set(tokenizer.all_special_ids))

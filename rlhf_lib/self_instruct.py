@@ -35,7 +35,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from . import stages
-from .build_data import task_record
 from .config import fixed, knob, to_dict, validate
 from .data import check_stage_fields, read_demos, write_jsonl
 from .generation import GenerationConfig, generate
@@ -200,10 +199,8 @@ def run(cfg: SelfInstructConfig, on_log=None) -> dict:
             dropped.append({"id": task.id, "lang": task.lang, "category": task.category, "prompt": task.prompt,
                             "output": s.response, "why": why})
             continue
-        rec = task_record(task)
-        records.append({"id": task.id, "category": task.category, "lang": task.lang,
-                        "instruction": rec["instruction"], "input": rec["input"], "output": s.response,
-                        "kind": "teacher", "meta": rec["meta"]})
+        records.append({"id": task.id, "category": task.category, "lang": task.lang, "instruction": task.instruction,
+                        "input": task.input, "output": s.response, "kind": "teacher", "meta": task.meta})
     if not records:
         raise ValueError(f"self_instruct: the teacher '{cfg.teacher}' wrote no valid output for "
                          f"{len(samples)} instructions ({dict(Counter(d['why'] for d in dropped))}); use an aligned "

@@ -26,7 +26,7 @@ from transformers import AutoConfig, AutoTokenizer
 from . import stages
 from .config import fixed, knob, validate
 from .data import DataError, check_stage_fields, read_demos
-from .lora import save_merged, special_tokens, trainable, with_lora
+from .lora import check_one_process, save_merged, special_tokens, trainable, with_lora
 from .losses import masked_lm_loss
 from .models import load_causal_lm
 from .tokenizer import render_alpaca, require_chat_template
@@ -193,9 +193,7 @@ def run(cfg: SFTConfig, on_log=None, *, par: Parallel = LOCAL, max_steps: int | 
     examples = checked_examples(cfg, load)
     model, tokenizer = load_causal_lm(stages.existing(cfg.init))
     if cfg.lora_rank:
-        if par.world > 1:
-            raise ValueError(f"{type(cfg).__name__}.lora_rank = {cfg.lora_rank}: LoRA runs on one process here; "
-                             "set lora_rank=0 under DeepSpeed")
+        check_one_process(cfg, par.world)
         model = with_lora(model, cfg.lora_rank, tokens=special_tokens(tokenizer) if cfg.lora_tokens else ())
     n_trainable, n_params = trainable(model)
     train, held, gen = split_demos(cfg, tokenizer, examples)
