@@ -85,15 +85,17 @@ course-headless: setup
 	  echo "<== $$nb: $$(( $$(date +%s) - start ))s wall"; \
 	done
 
-## test: the linter (ruff, configured in pyproject.toml), the unit tests, then every lesson notebook in numeric order
-## (nbval-lax: errors fail, outputs not compared), then lessons in JupyterLab in a real browser (tests/test_browser.py,
-## after the notebooks: it reuses the stages they trained; it skips, saying why, where Chromium is not installed)
+## test: the linter (ruff, configured in pyproject.toml), then tests/run.py: the unit tests and every lesson notebook
+## (nbval-lax: errors fail, outputs not compared), two jobs at a time, each lesson after the lessons whose stages it
+## reads; then lessons in JupyterLab in a real browser (tests/test_browser.py, alone and last: it reuses the stages
+## the notebooks trained; it skips, saying why, where Chromium is not installed). `make test JOBS=1`: one at a time,
+## in the course's order. Each job's log is in runs/test-logs/.
 LINTED := rlhf_lib tests benchmarks notebooks/drafts
+JOBS   ?= 2
 
 test: setup
 	$(PY) -m ruff check $(LINTED)
-	$(TEST_ENV) $(PY) -m pytest --nbval-lax --durations=15 --ignore=tests/test_browser.py tests $(NOTEBOOKS)
-	$(TEST_ENV) $(PY) -m pytest --durations=5 tests/test_browser.py
+	$(TEST_ENV) $(PY) tests/run.py --jobs $(JOBS)
 
 ## test-browser: the browser test alone (`make test-browser LESSONS=01,04`; screenshots in runs/browser/)
 test-browser: setup

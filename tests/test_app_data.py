@@ -277,6 +277,7 @@ def n_tokens(tok, texts: list[str]) -> list[int]:
     return [len(ids) for ids in tok(texts, add_special_tokens=False)["input_ids"]]
 
 
+@pytest.mark.stages
 def test_every_demonstration_and_sql_prompt_fits_the_context(tokenizer, committed):
     tok = tokenizer
     demos = committed["sft"]
@@ -295,6 +296,7 @@ def test_every_demonstration_and_sql_prompt_fits_the_context(tokenizer, committe
     assert not too_long, too_long[:5]
 
 
+@pytest.mark.stages
 def test_the_rl_loader_refuses_a_prompt_that_leaves_no_room_to_answer(tokenizer, tmp_path, monkeypatch):
     from rlhf_lib import sql_rl, stages
     question = "Which movies " + "and which movies " * 80

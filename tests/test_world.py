@@ -471,6 +471,7 @@ def test_prompts_fit_the_length_bounds(full):
             assert words <= MAX_PROMPT_WORDS, (name, r["id"], words)
 
 
+@pytest.mark.stages
 def test_committed_data_fits_the_context_of_the_committed_tokenizer():
     """With the course's tokenizer: every demonstration and every comparison's prompt ⊕ response ⊕ EOS within the
     256-token context (SFT's and the reward model's max_len), every prompt with room for 64 new tokens."""

@@ -1,0 +1,157 @@
+"""`make test`'s runner: the unit tests and every lesson under pytest, two jobs at a time, each lesson after the
+lessons whose stages it reads, then the browser test alone.
+
+    python tests/run.py              # what `make test` runs (after ruff)
+    python tests/run.py --jobs 1     # one job at a time, in the order listed by --list: the course's own order
+    python tests/run.py --list       # the jobs, what each one waits for, and the pytest command it runs
+
+Why two at a time. The course runs on 2 cores, and one lesson keeps them busy only while it trains with large
+batches: sampling runs on one thread (`generation.one_thread`) and the lessons' short cells on one. Two jobs side by
+side did 1.3-1.5x the training steps per second of one job on two threads (steps of 32 x 128 tokens, AMD EPYC),
+and a lesson's numbers do not depend on what runs beside it (seeds are the lesson's own; thread count and timing
+change no number: `tests/test_invariants.py`).
+
+What waits for what. A lesson waits for every earlier lesson unless `READS` says which ones write the stages it
+reads. Lessons 00-04 are a chain (each trains the stage the next one starts from); after lesson 04 the rest run two
+at a time. The tests marked `stages` (they check the committed data with the trained tokenizer and policy) run once
+lesson 04 has written them, so they run on a fresh clone instead of skipping. The browser test runs alone, last: it
+runs lessons again in JupyterLab on the stages they wrote.
+
+Each job writes `runs/test-logs/<job>.log`; its log is printed whole when it ends, so two jobs' lines never mix. A
+table of every job's result and wall time ends the run. The exit status is 1 if any job failed (a failed job's
+dependants still run, as one pytest run goes on past a failed test).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOGS = ROOT / "runs" / "test-logs"
+PYTEST = (sys.executable, "-m", "pytest")
+
+# lesson: the lessons that write the stages it reads. Not listed: it waits for every earlier lesson.
+READS = {
+    "06": ("04",),          # sft, rm, ppo
+    "07": ("05",),          # rm's comparisons, ppo; it adds to lesson 05's eval stage
+    "09": ("04",),          # base, sft, ppo
+    "10": ("04",),          # tokenizer, base, sft, ppo (the teacher)
+}
+STAGES_READY = "04"         # the tests marked `stages` need lesson 00's tokenizer and lesson 04's policy
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    args: tuple[str, ...]               # pytest's arguments
+    after: tuple[str, ...] = ()         # jobs that must have ended first
+
+
+def lessons() -> list[Path]:
+    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def jobs() -> list[Job]:
+    """Every job, in the order they start when free to (the course's order: `--jobs 1` runs them so)."""
+    nbs = lessons()
+    nums = [p.name[:2] for p in nbs]
+    unknown = sorted({n for n in READS if n not in nums} | {d for ds in READS.values() for d in ds if d not in nums})
+    if unknown:
+        raise SystemExit(f"tests/run.py: READS names lessons {unknown}, which notebooks/ does not have: fix READS")
+    out = [Job("unit", (*PYTEST, "--durations=15", "-m", "not stages", "--ignore=tests/test_browser.py", "tests"))]
+    for i, (num, nb) in enumerate(zip(nums, nbs)):
+        needs = READS.get(num, tuple(nums[:i]))
+        out.append(Job(nb.stem, (*PYTEST, "--nbval-lax", "--durations=5", f"notebooks/{nb.name}"),
+                       tuple(nbs[nums.index(n)].stem for n in needs)))
+        if num == STAGES_READY:
+            out.append(Job("stages", (*PYTEST, "-m", "stages", "--ignore=tests/test_browser.py", "tests"), (nb.stem,)))
+    out.append(Job("browser", (*PYTEST, "--durations=5", "tests/test_browser.py"), tuple(j.name for j in out)))
+    return out
+
+
+def minutes(s: float) -> str:
+    return f"{int(s // 60)} min {s % 60:04.1f} s" if s >= 60 else f"{s:.1f} s"
+
+
+def result_line(log: Path) -> str:
+    """pytest's last summary line ("12 passed in 93.20s"), or the log's last line."""
+    lines = [ln.strip("= \n") for ln in log.read_text("utf-8", errors="replace").splitlines() if ln.strip()]
+    summary = [ln for ln in lines if re.search(r"\b(passed|failed|error|skipped|no tests ran)\b", ln)]
+    return (summary or lines or ["(no output)"])[-1]
+
+
+def run(todo: list[Job], slots: int) -> int:
+    """Start each job once every job it waits for has ended, at most `slots` at a time. Returns the exit status."""
+    LOGS.mkdir(parents=True, exist_ok=True)
+    waiting, running, ended = list(todo), {}, {}           # running: name -> (Popen, log file, start)
+    t0 = time.monotonic()
+    try:
+        while waiting or running:
+            for job in [j for j in waiting if set(j.after) <= set(ended)][:max(0, slots - len(running))]:
+                waiting.remove(job)
+                log = open(LOGS / f"{job.name}.log", "w", encoding="utf-8")
+                proc = subprocess.Popen(job.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+                running[job.name] = (proc, log, time.monotonic())
+                print(f"tests/run.py: started {job.name} at {minutes(time.monotonic() - t0)}"
+                      + (f" ({', '.join(running)} running)" if len(running) > 1 else ""), flush=True)
+            if not running:
+                stuck = {j.name: sorted(set(j.after) - set(ended)) for j in waiting}
+                raise SystemExit(f"tests/run.py: jobs wait for jobs that never run: {stuck}")
+            time.sleep(0.5)
+            for name, (proc, log, start) in list(running.items()):
+                if proc.poll() is None:
+                    continue
+                log.close()
+                del running[name]
+                ended[name] = (proc.returncode, time.monotonic() - start)
+                text = (LOGS / f"{name}.log").read_text("utf-8", errors="replace")
+                print(f"\n==> {name}: {'passed' if proc.returncode == 0 else f'FAILED (exit {proc.returncode})'}, "
+                      f"{minutes(ended[name][1])} (runs/test-logs/{name}.log)\n{text.rstrip()}\n<== {name}\n",
+                      flush=True)
+    except BaseException:                                  # Ctrl-C, SIGTERM: leave no job running
+        for proc, _, _ in running.values():
+            with_group(proc, signal.SIGTERM)
+        raise
+    width = max(len(n) for n in ended)
+    print(f"tests/run.py: {len(ended)} jobs, {slots} at a time, {minutes(time.monotonic() - t0)} in all")
+    for job in todo:
+        rc, secs = ended[job.name]
+        print(f"  {job.name:<{width}}  {'ok  ' if rc == 0 else 'FAIL'}  {minutes(secs):>14}  "
+              f"{result_line(LOGS / f'{job.name}.log')}")
+    return int(any(rc != 0 for rc, _ in ended.values()))
+
+
+def with_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--jobs", type=int, default=2, help="jobs at a time (default 2, the course's cores)")
+    ap.add_argument("--list", action="store_true", help="print the jobs and what each waits for, run nothing")
+    args = ap.parse_args(argv)
+    if args.jobs < 1:
+        ap.error(f"--jobs {args.jobs}: run at least one job at a time (--jobs 1 runs them in order)")
+    todo = jobs()
+    if args.list:
+        for j in todo:
+            print(f"{j.name}: after {', '.join(j.after) or 'nothing'}\n    {shlex.join(j.args[2:])}")
+        return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))      # as Ctrl-C: stop every job, then exit
+    return run(todo, args.jobs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
