@@ -117,10 +117,15 @@ def written_subset(record: dict, written: int) -> tuple[list[str], list[str]]:
     return list(record["responses"][:k]), list(kinds[:k])
 
 
-def other_prompt_answers(samples: list[list[str]], n: int, seed: int) -> list[list[str]]:
+def other_prompt_answers(samples: list[list[str]], n: int, seed: int, kinds: list | None = None) -> list[list[str]]:
     """For each prompt, `n` of the SFT samples drawn for *another* prompt (a seeded derangement: prompt i borrows
     from prompt perm[i] ≠ i). A fluent, confident answer to the wrong question is the candidate that teaches a reward
-    model to read the prompt: judged against this prompt it is unhelpful, yet nothing in the response alone says so."""
+    model to read the prompt: judged against this prompt it is unhelpful, yet nothing in the response alone says so.
+
+    With `kinds` (one key per prompt, e.g. its category and language) the donor is another prompt of the same kind
+    where there is one: an answer about another event to a factual question, the mistake a policy makes when its
+    reward model only checks that an answer is a confident date (lesson 05). A kind with a single prompt borrows from
+    any prompt."""
     m = len(samples)
     if n == 0 or m < 2:
         return [[] for _ in samples]
@@ -128,6 +133,13 @@ def other_prompt_answers(samples: list[list[str]], n: int, seed: int) -> list[li
     donor = [0] * m
     for k, i in enumerate(perm):                                             # a cycle through perm: never itself
         donor[i] = perm[(k + 1) % m]
+    if kinds is not None:
+        by_kind: dict = {}
+        for i in perm:                                                       # each kind's prompts in perm's order
+            by_kind.setdefault(kinds[i], []).append(i)
+        for cycle in (c for c in by_kind.values() if len(c) > 1):
+            for k, i in enumerate(cycle):
+                donor[i] = cycle[(k + 1) % len(cycle)]
     return [samples[donor[i]][:n] for i in range(m)]
 
 
@@ -157,11 +169,12 @@ def wrong_fact_variants(samples: list[list[str]], n: int, seed: int, ids: list[s
 
 def collect(init: Path, path: Path, world_file: Path, *, n_prompts: int, written: int, sft_samples: int,
             max_len: int, temperatures: tuple[float, ...], max_new_tokens: int, n_heldout: int, seed: int,
-            other_prompts: int = 0, wrong_years: int = 0, sample_batch_size: int = 256,
+            other_prompts: int = 0, other_from: str = "any", wrong_years: int = 0, sample_batch_size: int = 256,
             built_with: dict | None = None) -> ComparisonData:
     """Phases 1–2 from the SFT policy in folder `init`: validate the first `n_prompts` comparisons of `path`, keep
     `written` written responses each, add up to `sft_samples` SFT samples, `wrong_years` of those with the years
-    swapped and `other_prompts` SFT answers to other prompts (K ≤ 9), rank all of them with the labeler pool of
+    swapped and `other_prompts` SFT answers to other prompts (any prompt, or with `other_from="same_kind"` one of
+    the same category and language: `other_prompt_answers`) (K ≤ 9), rank all of them with the labeler pool of
     `world_file`, and split off `n_heldout` prompts (a seeded permutation)."""
     t0 = time.time()
     path = Path(path)
@@ -187,7 +200,8 @@ def collect(init: Path, path: Path, world_file: Path, *, n_prompts: int, written
     counts = [min(sft_samples, K_MAX - len(responses)) for responses, _ in kept]
     samples = sample_sft(policy, tokenizer, [r["prompt"] for r, _ in records], counts, temperatures=temperatures,
                          seed=seed, max_new_tokens=max_new, batch_size=sample_batch_size)
-    borrowed = other_prompt_answers(samples, other_prompts, seed)
+    kinds = [(r["category"], r["lang"]) for r, _ in records] if other_from == "same_kind" else None
+    borrowed = other_prompt_answers(samples, other_prompts, seed, kinds)
     wrong = wrong_fact_variants(samples, wrong_years, seed, [r["id"] for r, _ in records])
     pool = labeler_pool(json.loads(Path(world_file).read_text(encoding="utf-8")))
     comps = []

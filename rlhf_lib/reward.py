@@ -42,8 +42,8 @@ from .reward_model import (
 )
 from .training import LOCAL, Parallel, adamw, ensure_finite, save_stage, stage_info, warmup_cosine_lr
 
-DATA_FIELDS = ("n_prompts", "written", "sft_samples", "other_prompts", "wrong_years", "max_len", "temperatures",
-               "max_new_tokens", "heldout_frac", "seed", "init")
+DATA_FIELDS = ("n_prompts", "written", "sft_samples", "other_prompts", "other_from", "wrong_years", "max_len",
+               "temperatures", "max_new_tokens", "heldout_frac", "seed", "init")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,6 +69,9 @@ class RMConfig:
                                                 "written ones (fewer where K would exceed 9)")
     other_prompts: int = knob(1, lo=0, hi=8, help="SFT answers to other prompts added per prompt (K ≤ 9): the "
                                                   "candidates that teach the reward model to read the prompt")
+    other_from: str = knob("any", choices=("any", "same_kind"),
+                           help="whose answers those are: any other prompt's, or another prompt's of the same "
+                                "category and language (another event's date for a factual question)")
     wrong_years: int = knob(1, lo=0, hi=8, help="SFT samples that name a year added again with the years swapped "
                                                 "(K ≤ 9): the candidates that teach the reward model the facts")
     max_len: int = knob(256, lo=32, hi=4096, step=32,
@@ -122,7 +125,7 @@ def prepare_comparisons(cfg: RMConfig, path: Path | None = None) -> ComparisonDa
                    stages.DATA_DIR / "world.json", n_prompts=cfg.n_prompts, written=cfg.written,
                    sft_samples=cfg.sft_samples, max_len=cfg.max_len, temperatures=cfg.temperatures,
                    max_new_tokens=cfg.max_new_tokens, n_heldout=n_heldout(cfg), seed=cfg.seed,
-                   other_prompts=cfg.other_prompts, wrong_years=cfg.wrong_years,
+                   other_prompts=cfg.other_prompts, other_from=cfg.other_from, wrong_years=cfg.wrong_years,
                    sample_batch_size=cfg.sample_batch_size, built_with={f: getattr(cfg, f) for f in DATA_FIELDS})
 
 
@@ -284,8 +287,8 @@ def by_kind(comps: list[Comparison], values: list[list[float]]) -> dict:
 
 
 def check_data(cfg: RMConfig, data: ComparisonData) -> None:
-    diff = {f: (data.built_with.get(f), getattr(cfg, f)) for f in DATA_FIELDS
-            if data.built_with.get(f) != getattr(cfg, f)}
+    built = {"other_from": "any", **data.built_with}          # data saved before that knob took any prompt's answers
+    diff = {f: (built.get(f), getattr(cfg, f)) for f in DATA_FIELDS if built.get(f) != getattr(cfg, f)}
     if diff:
         raise ValueError("the comparison data was built with another config (" +
                          ", ".join(f"{f}: data {a!r}, cfg {b!r}" for f, (a, b) in diff.items()) +

@@ -37,6 +37,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / "runs" / "test-logs"
 PYTEST = (sys.executable, "-m", "pytest")
+# Two jobs share two cores: a torch thread that waits must sleep, not spin on a core the other job needs (a lesson's
+# `lesson.setup()` sets the same; the unit tests and pytest itself load torch before any lesson code runs).
+ENV = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 # lesson: the lessons that write the stages it reads. Not listed: it waits for every earlier lesson.
 READS = {
@@ -98,7 +101,7 @@ def run(todo: list[Job], slots: int) -> int:
             for job in [j for j in waiting if set(j.after) <= set(ended)][:max(0, slots - len(running))]:
                 waiting.remove(job)
                 log = open(LOGS / f"{job.name}.log", "w", encoding="utf-8")
-                proc = subprocess.Popen(job.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                proc = subprocess.Popen(job.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=ENV,
                                         start_new_session=True)
                 running[job.name] = (proc, log, time.monotonic())
                 print(f"tests/run.py: started {job.name} at {minutes(time.monotonic() - t0)}"

@@ -297,6 +297,19 @@ def test_other_prompt_answers_always_come_from_another_prompt():
     assert comparisons.other_prompt_answers(samples[:1], 2, seed=0) == [[]]            # no other prompt to borrow from
 
 
+def test_other_prompt_answers_of_the_same_kind_come_from_a_prompt_of_that_kind():
+    kinds = [("factual", "en")] * 4 + [("story", "ko")] * 3 + [("intent", "en")]       # the last one is alone
+    samples = [[f"p{i}-s{j}" for j in range(2)] for i in range(len(kinds))]
+    borrowed = comparisons.other_prompt_answers(samples, 1, seed=3, kinds=kinds)
+    donors = [int(b[0].split("-")[0][1:]) for b in borrowed]
+    assert all(d != i for i, d in enumerate(donors))
+    assert all(kinds[d] == kinds[i] for i, d in enumerate(donors[:7]))              # within its kind
+    assert sorted(donors[:4]) == [0, 1, 2, 3] and sorted(donors[4:7]) == [4, 5, 6]  # each lends once in its kind
+    assert kinds[donors[7]] != kinds[7]                                              # alone: any other prompt
+    assert borrowed == comparisons.other_prompt_answers(samples, 1, seed=3, kinds=kinds)
+    assert comparisons.other_prompt_answers(samples, 1, seed=3) != borrowed          # without kinds: any prompt
+
+
 def test_swap_years_moves_every_year_and_nothing_else():
     import random
     text = "In 1969 Apollo 11 landed; 1,000 people watched from 2003 on. 12 astronauts."
