@@ -6,10 +6,15 @@ lessons whose stages it reads, then the browser test alone.
     python tests/run.py --list       # the jobs, what each one waits for, and the pytest command it runs
 
 Why two at a time. The course runs on 2 cores, and one lesson keeps them busy only while it trains with large
-batches: sampling runs on one thread (`generation.one_thread`) and the lessons' short cells on one. Two jobs side by
-side did 1.3-1.5x the training steps per second of one job on two threads (steps of 32 x 128 tokens, AMD EPYC),
-and a lesson's numbers do not depend on what runs beside it (seeds are the lesson's own; thread count and timing
-change no number: `tests/test_invariants.py`).
+batches: sampling runs on one thread (`generation.one_thread`), and judging, tokenizing and plotting are Python on
+one core. Two training jobs side by side did 1.3x (two threads each) to 1.5x (one each) the steps per second of one
+job on two threads (steps of 32 x 128 tokens, AMD EPYC); on a fresh clone the course took 30 min 14 s this way
+against 37-39 min one at a time on hours as slow (the README's table). A lesson's numbers do not depend on what
+runs beside it: seeds are the lesson's own, and the thread count changes no number.
+
+Which job starts first. Of the jobs ready to start, the one with the longest chain of stated lesson times after it
+("Takes: about 2½ minutes" in each lesson's opening cells), so that lessons 09 and 10, the longest, do not run alone
+at the end (`critical_path`).
 
 What waits for what. A lesson waits for every earlier lesson unless `READS` says which ones write the stages it
 reads. Lessons 00-04 are a chain (each trains the stage the next one starts from); after lesson 04 the rest run two
@@ -24,6 +29,7 @@ dependants still run, as one pytest run goes on past a failed test).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -45,17 +51,34 @@ ENV = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSI
 READS = {
     "06": ("04",),          # sft, rm, ppo
     "07": ("05",),          # rm's comparisons, ppo; it adds to lesson 05's eval stage
+    "08": ("07",),          # dpo, ppo_ptx, rm; it adds to the eval stage after lesson 07
     "09": ("04",),          # base, sft, ppo
     "10": ("04",),          # tokenizer, base, sft, ppo (the teacher)
 }
 STAGES_READY = "04"         # the tests marked `stages` need lesson 00's tokenizer and lesson 04's policy
 
 
+FRACTIONS = {"": 0.0, "¼": 0.25, "⅓": 1 / 3, "½": 0.5, "⅔": 2 / 3, "¾": 0.75}
+TAKES = re.compile(r"Takes:\s+about\s+(\d+(?:\.\d+)?)([¼⅓½⅔¾]?)\s+(minutes?|seconds?)\b")
+
+
 @dataclass(frozen=True)
 class Job:
     name: str
-    args: tuple[str, ...]               # pytest's arguments
+    args: tuple[str, ...]               # the command (pytest and its arguments)
     after: tuple[str, ...] = ()         # jobs that must have ended first
+    minutes: float = 0.0                # the time the lesson says it takes ("Takes: about 2½ minutes")
+
+
+def stated_minutes(nb: Path) -> float:
+    """The time a lesson says it takes, from its opening cells ("Takes: about 2½ minutes on a 2-core CPU")."""
+    cells = json.loads(nb.read_text("utf-8"))["cells"][:4]
+    m = TAKES.search("".join("".join(c["source"]) for c in cells))
+    if m is None:
+        raise SystemExit(f"tests/run.py: {nb.relative_to(ROOT)} does not say how long it takes: its opening cells "
+                         "need a line like 'Takes: about 2 minutes on a 2-core CPU'")
+    value = float(m[1]) + FRACTIONS[m[2]]
+    return value if m[3].startswith("minute") else value / 60
 
 
 def lessons() -> list[Path]:
@@ -63,7 +86,7 @@ def lessons() -> list[Path]:
 
 
 def jobs() -> list[Job]:
-    """Every job, in the order they start when free to (the course's order: `--jobs 1` runs them so)."""
+    """Every job, in the course's order (`--jobs 1` runs them so)."""
     nbs = lessons()
     nums = [p.name[:2] for p in nbs]
     unknown = sorted({n for n in READS if n not in nums} | {d for ds in READS.values() for d in ds if d not in nums})
@@ -73,7 +96,7 @@ def jobs() -> list[Job]:
     for i, (num, nb) in enumerate(zip(nums, nbs)):
         needs = READS.get(num, tuple(nums[:i]))
         out.append(Job(nb.stem, (*PYTEST, "--nbval-lax", "--durations=5", f"notebooks/{nb.name}"),
-                       tuple(nbs[nums.index(n)].stem for n in needs)))
+                       tuple(nbs[nums.index(n)].stem for n in needs), stated_minutes(nb)))
         if num == STAGES_READY:
             out.append(Job("stages", (*PYTEST, "-m", "stages", "--ignore=tests/test_browser.py", "tests"), (nb.stem,)))
     out.append(Job("browser", (*PYTEST, "--durations=5", "tests/test_browser.py"), tuple(j.name for j in out)))
@@ -91,14 +114,28 @@ def result_line(log: Path) -> str:
     return (summary or lines or ["(no output)"])[-1]
 
 
+def critical_path(todo: list[Job]) -> dict[str, float]:
+    """Each job's stated minutes plus the longest chain of stated minutes of the jobs that wait for it: of the jobs
+    ready to start, the one with the longest path goes first (list scheduling; Graham 1969), so the long lessons
+    after lesson 04 do not end up running alone at the end."""
+    path: dict[str, float] = {}
+    for job in reversed(todo):                             # every job is listed after the jobs it waits for
+        path[job.name] = job.minutes + max((path[j.name] for j in todo if job.name in j.after), default=0.0)
+    return path
+
+
 def run(todo: list[Job], slots: int) -> int:
-    """Start each job once every job it waits for has ended, at most `slots` at a time. Returns the exit status."""
+    """Start each job once every job it waits for has ended, at most `slots` at a time, the longest
+    `critical_path` first (one slot: the listed order). Returns the exit status."""
     LOGS.mkdir(parents=True, exist_ok=True)
     waiting, running, ended = list(todo), {}, {}           # running: name -> (Popen, log file, start)
-    t0 = time.monotonic()
+    path, t0 = critical_path(todo), time.monotonic()
     try:
         while waiting or running:
-            for job in [j for j in waiting if set(j.after) <= set(ended)][:max(0, slots - len(running))]:
+            ready = [j for j in waiting if set(j.after) <= set(ended)]
+            if slots > 1:                                  # one at a time keeps the course's order
+                ready.sort(key=lambda j: -path[j.name])
+            for job in ready[:max(0, slots - len(running))]:
                 waiting.remove(job)
                 log = open(LOGS / f"{job.name}.log", "w", encoding="utf-8")
                 proc = subprocess.Popen(job.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=ENV,
@@ -150,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     todo = jobs()
     if args.list:
         for j in todo:
-            print(f"{j.name}: after {', '.join(j.after) or 'nothing'}\n    {shlex.join(j.args[2:])}")
+            print(f"{j.name}: after {', '.join(j.after) or 'nothing'}"
+                  + (f"; says it takes {j.minutes:.2g} min" if j.minutes else "") + f"\n    {shlex.join(j.args[2:])}")
         return 0
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))      # as Ctrl-C: stop every job, then exit
     return run(todo, args.jobs)

@@ -90,7 +90,8 @@ def test_the_scheduler_keeps_the_order_and_runs_two_at_a_time(tmp_path, monkeypa
 
 def test_one_slot_runs_the_jobs_in_their_listed_order(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "LOGS", tmp_path / "logs")
-    assert runner.run([fake(tmp_path, n, 0.1) for n in "xyz"], slots=1) == 0
+    todo = [runner.Job(j.name, j.args, j.after, m) for j, m in zip([fake(tmp_path, n, 0.1) for n in "xyz"], (0, 0, 5))]
+    assert runner.run(todo, slots=1) == 0                      # the course's order, whatever the lessons' times
     x, y, z = (span(tmp_path, n) for n in "xyz")
     assert x[1] <= y[0] and y[1] <= z[0]
 
@@ -107,6 +108,42 @@ def test_a_job_waiting_for_a_job_that_never_runs_is_an_error(tmp_path, monkeypat
     monkeypatch.setattr(runner, "LOGS", tmp_path / "logs")
     with pytest.raises(SystemExit, match=r"never run: \{'late': \['missing'\]\}"):
         runner.run([fake(tmp_path, "late", 0.1, after=("missing",))], slots=2)
+
+
+def test_every_lesson_says_how_long_it_takes_in_a_form_the_runner_reads():
+    minutes = {j.name: j.minutes for j in runner.jobs() if j.name[:2].isdigit()}
+    assert len(minutes) == len(runner.lessons()) and all(0 < m <= 4 for m in minutes.values()), minutes
+
+
+@pytest.mark.parametrize("text, minutes", [("Takes: about 2½ minutes on", 2.5), ("Takes:\nabout 1.5 minutes", 1.5),
+                                           ("Takes: about 20 seconds on", 1 / 3), ("Takes: about 1 minute", 1.0)])
+def test_stated_minutes_reads_the_lessons_forms(tmp_path, monkeypatch, text, minutes):
+    monkeypatch.setattr(runner, "ROOT", tmp_path)
+    nb = tmp_path / "00_x.ipynb"
+    nb.write_text(json.dumps({"cells": [{"source": ["# title\n"]}, {"source": [f"*{text} a 2-core CPU*"]}]}))
+    assert runner.stated_minutes(nb) == pytest.approx(minutes)
+    nb.write_text(json.dumps({"cells": [{"source": ["# a lesson that does not say"]}]}))
+    with pytest.raises(SystemExit, match="does not say how long it takes"):
+        runner.stated_minutes(nb)
+
+
+def test_the_longest_chain_of_stated_minutes_starts_first(tmp_path, monkeypatch):
+    todo = [runner.Job("a", ("true",), minutes=1), runner.Job("b", ("true",), ("a",), minutes=1),
+            runner.Job("c", ("true",), ("b",), minutes=2), runner.Job("d", ("true",), (), minutes=2.5)]
+    assert runner.critical_path(todo) == {"a": 4, "b": 3, "c": 2, "d": 2.5}
+    monkeypatch.setattr(runner, "LOGS", tmp_path / "logs")
+    jobs = [fake(tmp_path, "short", 0.3), fake(tmp_path, "long_chain", 0.3), fake(tmp_path, "other", 0.3),
+            fake(tmp_path, "tail", 0.3, after=("long_chain",))]
+    jobs = [runner.Job(j.name, j.args, j.after, m) for j, m in zip(jobs, (1, 1, 0.5, 3))]
+    assert runner.run(jobs, slots=2) == 0                      # the chain's head first, beside "short" (listed first)
+    chain, short, other = span(tmp_path, "long_chain"), span(tmp_path, "short"), span(tmp_path, "other")
+    assert chain[0] < other[0] and short[0] < other[0]
+
+
+def test_after_lesson_04_the_longest_path_goes_first():
+    path = runner.critical_path(runner.jobs())
+    names = {j.name[:2]: j.name for j in runner.jobs()}
+    assert path[names["05"]] > max(path[names["09"]], path[names["10"]]) > path[names["06"]]
 
 
 def test_reads_must_name_lessons_that_exist(monkeypatch):
