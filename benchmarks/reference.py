@@ -60,6 +60,8 @@ def figures(seed: int) -> dict:
         "win_rate_ppo_vs_sft": win["win_rate"], "win_rate_ppo_vs_sft_ci95": win["ci95"],
         "truthful_sft": ev["sft"]["truthful"], "truthful_ppo": ev["ppo"]["truthful"],
         **{f"truthfulness_{n}": evaluation.alignment_axes(ev[n]["samples"])["truthfulness"] for n in ("sft", "ppo")},
+        "truthfulness_change_ppo_vs_sft": evaluation.truthfulness_change(ev["ppo"]["samples"], ev["sft"]["samples"],
+                                                                         seed=seed),
         "failure_rate_sft": ev["sft"]["failure_rate"], "failure_rate_ppo": ev["ppo"]["failure_rate"],
         "ppo_final_kl_seq": ppo["final_kl_seq"], "ppo_updates": ppo["updates"],
         **{f"paraphrase_pass_{n}": v for n, v in para.items()},

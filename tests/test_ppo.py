@@ -317,6 +317,31 @@ def test_alignment_axes_by_hand():
     assert axes == {"truthfulness": 0.5, "harmlessness": 0.5, "helpfulness": round(3.5 / 5, 4), "repetition": 0.08}
 
 
+def test_truthfulness_change_is_the_paired_mean_with_a_bootstrap_interval():
+    import random
+
+    from rlhf_lib import evaluation
+    sft = [_row(i, "factual" if i % 2 else "false_premise", 1, truthful=float(i % 3 != 0)) for i in range(40)]
+    sft += [_row(99, "story", 1, truthful=0.0)]                                        # not a truthfulness prompt
+    ppo_rows = [dict(r, parts={**r["parts"], "truthful": 1.0 if i < 30 else 0.0}) for i, r in enumerate(sft)]
+    d = [p["parts"]["truthful"] - s["parts"]["truthful"] for p, s in zip(ppo_rows[:40], sft[:40])]
+    out = evaluation.truthfulness_change(ppo_rows, sft, n_boot=500, seed=3)
+    assert out["n"] == 40 and out["change"] == round(sum(d) / 40, 4)
+    assert (out["worse"], out["better"]) == (sum(x < 0 for x in d), sum(x > 0 for x in d))
+    # the interval by a plain loop with the same seeded draws: 500 resamples of the 40 differences
+    rng, means = random.Random(3), []
+    for _ in range(500):
+        sample = [rng.choice(d) for _ in d]
+        means.append(sum(sample) / len(sample))
+    means.sort()
+    assert out["ci95"] == [round(means[12], 4), round(means[486], 4)]
+    assert out["ci95"][0] <= out["change"] <= out["ci95"][1]
+    same = evaluation.truthfulness_change(sft, sft)
+    assert same["change"] == 0 and same["ci95"] == [0, 0] and same["worse"] == same["better"] == 0
+    with pytest.raises(ValueError, match="share no factual"):
+        evaluation.truthfulness_change([_row(0, "story", 1)], [_row(0, "story", 1)])
+
+
 def test_gold_reward_fn_is_the_standardised_gold_score():
     """The oracle reward: the gold labeler's own score, shifted and scaled, so a correct answer outranks a wrong one."""
     import random
