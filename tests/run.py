@@ -8,7 +8,7 @@ lessons whose stages it reads, then the browser test alone.
 Why two at a time. The course runs on 2 cores, and one lesson keeps them busy only while it trains with large
 batches: sampling runs on one thread (`generation.one_thread`), and judging, tokenizing and plotting are Python on
 one core. Two training jobs side by side did 1.3x (two threads each) to 1.5x (one each) the steps per second of one
-job on two threads (steps of 32 x 128 tokens, AMD EPYC); on a fresh clone the course took 30 min 14 s this way
+job on two threads (steps of 32 x 128 tokens, AMD EPYC); on a fresh clone the course took 27 min 54 s this way
 against 37-39 min one at a time on hours as slow (the README's table). A lesson's numbers do not depend on what
 runs beside it: seeds are the lesson's own, and the thread count changes no number.
 
