@@ -130,16 +130,15 @@ def other_prompt_answers(samples: list[list[str]], n: int, seed: int, kinds: lis
     if n == 0 or m < 2:
         return [[] for _ in samples]
     perm = torch.randperm(m, generator=torch.Generator().manual_seed(seed + 7919)).tolist()
-    donor = [0] * m
-    for k, i in enumerate(perm):                                             # a cycle through perm: never itself
-        donor[i] = perm[(k + 1) % m]
+    cycle = lambda order: {i: order[(k + 1) % len(order)] for k, i in enumerate(order)}   # noqa: E731  never itself
+    donor = cycle(perm)
     if kinds is not None:
         by_kind: dict = {}
         for i in perm:                                                       # each kind's prompts in perm's order
             by_kind.setdefault(kinds[i], []).append(i)
-        for cycle in (c for c in by_kind.values() if len(c) > 1):
-            for k, i in enumerate(cycle):
-                donor[i] = cycle[(k + 1) % len(cycle)]
+        for group in by_kind.values():
+            if len(group) > 1:
+                donor.update(cycle(group))
     return [samples[donor[i]][:n] for i in range(m)]
 
 

@@ -287,8 +287,8 @@ def by_kind(comps: list[Comparison], values: list[list[float]]) -> dict:
 
 
 def check_data(cfg: RMConfig, data: ComparisonData) -> None:
-    built = {"other_from": "any", **data.built_with}          # data saved before that knob took any prompt's answers
-    diff = {f: (built.get(f), getattr(cfg, f)) for f in DATA_FIELDS if built.get(f) != getattr(cfg, f)}
+    diff = {f: (data.built_with.get(f), getattr(cfg, f)) for f in DATA_FIELDS
+            if data.built_with.get(f) != getattr(cfg, f)}
     if diff:
         raise ValueError("the comparison data was built with another config (" +
                          ", ".join(f"{f}: data {a!r}, cfg {b!r}" for f, (a, b) in diff.items()) +

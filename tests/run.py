@@ -103,7 +103,8 @@ def jobs() -> list[Job]:
     return out
 
 
-def minutes(s: float) -> str:
+def clock(s: float) -> str:
+    """Seconds as "3 min 05.2 s" (or "12.3 s")."""
     return f"{int(s // 60)} min {s % 60:04.1f} s" if s >= 60 else f"{s:.1f} s"
 
 
@@ -141,7 +142,7 @@ def run(todo: list[Job], slots: int) -> int:
                 proc = subprocess.Popen(job.args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=ENV,
                                         start_new_session=True)
                 running[job.name] = (proc, log, time.monotonic())
-                print(f"tests/run.py: started {job.name} at {minutes(time.monotonic() - t0)}"
+                print(f"tests/run.py: started {job.name} at {clock(time.monotonic() - t0)}"
                       + (f" ({', '.join(running)} running)" if len(running) > 1 else ""), flush=True)
             if not running:
                 stuck = {j.name: sorted(set(j.after) - set(ended)) for j in waiting}
@@ -155,17 +156,17 @@ def run(todo: list[Job], slots: int) -> int:
                 ended[name] = (proc.returncode, time.monotonic() - start)
                 text = (LOGS / f"{name}.log").read_text("utf-8", errors="replace")
                 print(f"\n==> {name}: {'passed' if proc.returncode == 0 else f'FAILED (exit {proc.returncode})'}, "
-                      f"{minutes(ended[name][1])} (runs/test-logs/{name}.log)\n{text.rstrip()}\n<== {name}\n",
+                      f"{clock(ended[name][1])} (runs/test-logs/{name}.log)\n{text.rstrip()}\n<== {name}\n",
                       flush=True)
     except BaseException:                                  # Ctrl-C, SIGTERM: leave no job running
         for proc, _, _ in running.values():
             with_group(proc, signal.SIGTERM)
         raise
     width = max(len(n) for n in ended)
-    print(f"tests/run.py: {len(ended)} jobs, {slots} at a time, {minutes(time.monotonic() - t0)} in all")
+    print(f"tests/run.py: {len(ended)} jobs, {slots} at a time, {clock(time.monotonic() - t0)} in all")
     for job in todo:
         rc, secs = ended[job.name]
-        print(f"  {job.name:<{width}}  {'ok  ' if rc == 0 else 'FAIL'}  {minutes(secs):>14}  "
+        print(f"  {job.name:<{width}}  {'ok  ' if rc == 0 else 'FAIL'}  {clock(secs):>14}  "
               f"{result_line(LOGS / f'{job.name}.log')}")
     return int(any(rc != 0 for rc, _ in ended.values()))
 
