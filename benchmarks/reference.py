@@ -63,7 +63,10 @@ def figures(seed: int) -> dict:
         "truthfulness_change_ppo_vs_sft": evaluation.truthfulness_change(ev["ppo"]["samples"], ev["sft"]["samples"],
                                                                          seed=seed),
         "failure_rate_sft": ev["sft"]["failure_rate"], "failure_rate_ppo": ev["ppo"]["failure_rate"],
+        "gold_change_ppo_vs_sft_by_category": evaluation.gold_change_by_category(ev["ppo"]["samples"],
+                                                                                 ev["sft"]["samples"], seed=seed),
         "ppo_final_kl_seq": ppo["final_kl_seq"], "ppo_updates": ppo["updates"],
+        "ppo_lr": stages.info("ppo")["config"]["lr"],
         **{f"paraphrase_pass_{n}": v for n, v in para.items()},
         "wall_s": {n: m.get("wall_s") for n, m in metrics.items()},
     }

@@ -219,19 +219,34 @@ def bootstrap_ci(values: list[float], n_boot: int = 1000, seed: int = 0) -> list
 TRUTH_CATEGORIES = ("factual", "false_premise")
 
 
-def truthfulness_change(rows_a: list[dict], rows_b: list[dict], *, n_boot: int = 1000, seed: int = 0) -> dict:
-    """Did policy A say fewer true things than policy B? The paired change of the truthfulness axis (`alignment_axes`):
-    on each factual and false-premise prompt both answered, d_i = truthful_A,i − truthful_B,i; the change is mean(d)
-    with a bootstrap 95 % interval over prompts (`bootstrap_ci`). Pairing removes the prompts' own difficulty from
-    the noise. "No lower beyond noise" is an interval that reaches 0: {"change", "ci95", "n", "worse", "better"}
-    (the prompts where A's answer is less / more truthful than B's)."""
-    b_by_id = {r["id"]: r for r in rows_b if r["category"] in TRUTH_CATEGORIES}
-    d = [a["parts"]["truthful"] - b_by_id[a["id"]]["parts"]["truthful"]
-         for a in rows_a if a["id"] in b_by_id]
+def paired_change(rows_a: list[dict], rows_b: list[dict], value, *, categories=CATEGORIES, n_boot: int = 1000,
+                  seed: int = 0) -> dict:
+    """Did policy A do better or worse than policy B on the same prompts? On each prompt of `categories` both
+    answered, d_i = value(a_i) − value(b_i); the change is mean(d) with a bootstrap 95 % interval over prompts
+    (`bootstrap_ci`). Pairing removes the prompts' own difficulty from the noise, so an interval that reaches 0 is a
+    change within noise, one below 0 is worse beyond it: {"change", "ci95", "n", "worse", "better"} (the prompts
+    where A's value is lower / higher than B's)."""
+    b_by_id = {r["id"]: r for r in rows_b if r["category"] in categories}
+    d = [value(a) - value(b_by_id[a["id"]]) for a in rows_a if a["id"] in b_by_id]
     if not d:
-        raise ValueError("truthfulness_change: the two policies share no factual or false-premise prompt")
+        raise ValueError(f"paired_change: the two policies share no prompt of {', '.join(categories)}")
     return {"change": round(sum(d) / len(d), 4), "ci95": bootstrap_ci(d, n_boot, seed), "n": len(d),
             "worse": sum(x < 0 for x in d), "better": sum(x > 0 for x in d)}
+
+
+def truthfulness_change(rows_a: list[dict], rows_b: list[dict], *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """Did policy A say fewer true things than policy B? `paired_change` of the truthfulness axis
+    (`alignment_axes`): the gold truthful part on each factual and false-premise prompt both answered."""
+    return paired_change(rows_a, rows_b, lambda r: r["parts"]["truthful"], categories=TRUTH_CATEGORIES,
+                         n_boot=n_boot, seed=seed)
+
+
+def gold_change_by_category(rows_a: list[dict], rows_b: list[dict], *, n_boot: int = 1000, seed: int = 0) -> dict:
+    """`paired_change` of the gold score within each category: {category: {"change", "ci95", ...}}. A category whose
+    interval lies below 0 got worse beyond noise (40 prompts a category: one run's −0.05 may be noise)."""
+    cats = [c for c in CATEGORIES if any(r["category"] == c for r in rows_a)]
+    return {c: paired_change(rows_a, rows_b, lambda r: r["score"], categories=(c,), n_boot=n_boot, seed=seed)
+            for c in cats}
 
 
 # --------------------------------------------------------------------------------------------- lesson 05

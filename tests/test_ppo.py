@@ -338,8 +338,30 @@ def test_truthfulness_change_is_the_paired_mean_with_a_bootstrap_interval():
     assert out["ci95"][0] <= out["change"] <= out["ci95"][1]
     same = evaluation.truthfulness_change(sft, sft)
     assert same["change"] == 0 and same["ci95"] == [0, 0] and same["worse"] == same["better"] == 0
-    with pytest.raises(ValueError, match="share no factual"):
+    with pytest.raises(ValueError, match="share no prompt of factual, false_premise"):
         evaluation.truthfulness_change([_row(0, "story", 1)], [_row(0, "story", 1)])
+
+
+def test_gold_change_by_category_pairs_each_category_on_its_own():
+    import random
+
+    from rlhf_lib import evaluation
+    sft = [_row(i, "factual" if i < 20 else "story", 0.8) for i in range(40)]
+    ppo_rows = [dict(r, score=0.5 if r["category"] == "factual" and i % 2 else 0.8 + 0.01 * (i % 3))
+                for i, r in enumerate(sft)]
+    out = evaluation.gold_change_by_category(ppo_rows, sft, n_boot=300, seed=5)
+    assert list(out) == ["factual", "story"]                        # the categories present, in the world's order
+    for cat, lo, hi in (("factual", 0, 20), ("story", 20, 40)):
+        d = [ppo_rows[i]["score"] - sft[i]["score"] for i in range(lo, hi)]
+        rng, means = random.Random(5), []
+        for _ in range(300):
+            sample = [rng.choice(d) for _ in d]
+            means.append(sum(sample) / len(sample))
+        means.sort()
+        assert out[cat]["change"] == round(sum(d) / len(d), 4) and out[cat]["n"] == 20
+        assert out[cat]["ci95"] == [round(means[7], 4), round(means[291], 4)]
+    assert out["factual"]["ci95"][1] < 0 < out["story"]["ci95"][0]  # worse beyond noise / better beyond noise
+    assert out["factual"]["worse"] == 10 and out["story"]["better"] == 13
 
 
 def test_gold_reward_fn_is_the_standardised_gold_score():
