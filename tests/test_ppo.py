@@ -317,9 +317,17 @@ def test_alignment_axes_by_hand():
     assert axes == {"truthfulness": 0.5, "harmlessness": 0.5, "helpfulness": round(3.5 / 5, 4), "repetition": 0.08}
 
 
-def test_truthfulness_change_is_the_paired_mean_with_a_bootstrap_interval():
+def _bootstrap_means_by_hand(d, n_boot, seed):
+    """The means of n_boot resamples of the differences d, sorted, by a plain loop with the same seeded draws."""
     import random
+    rng, means = random.Random(seed), []
+    for _ in range(n_boot):
+        sample = [rng.choice(d) for _ in d]
+        means.append(sum(sample) / len(sample))
+    return sorted(means)
 
+
+def test_truthfulness_change_is_the_paired_mean_with_a_bootstrap_interval():
     from rlhf_lib import evaluation
     sft = [_row(i, "factual" if i % 2 else "false_premise", 1, truthful=float(i % 3 != 0)) for i in range(40)]
     sft += [_row(99, "story", 1, truthful=0.0)]                                        # not a truthfulness prompt
@@ -328,12 +336,7 @@ def test_truthfulness_change_is_the_paired_mean_with_a_bootstrap_interval():
     out = evaluation.truthfulness_change(ppo_rows, sft, n_boot=500, seed=3)
     assert out["n"] == 40 and out["change"] == round(sum(d) / 40, 4)
     assert (out["worse"], out["better"]) == (sum(x < 0 for x in d), sum(x > 0 for x in d))
-    # the interval by a plain loop with the same seeded draws: 500 resamples of the 40 differences
-    rng, means = random.Random(3), []
-    for _ in range(500):
-        sample = [rng.choice(d) for _ in d]
-        means.append(sum(sample) / len(sample))
-    means.sort()
+    means = _bootstrap_means_by_hand(d, 500, 3)                           # 500 resamples of the 40 differences
     assert out["ci95"] == [round(means[12], 4), round(means[486], 4)]
     assert out["ci95"][0] <= out["change"] <= out["ci95"][1]
     same = evaluation.truthfulness_change(sft, sft)
@@ -343,8 +346,6 @@ def test_truthfulness_change_is_the_paired_mean_with_a_bootstrap_interval():
 
 
 def test_gold_change_by_category_pairs_each_category_on_its_own():
-    import random
-
     from rlhf_lib import evaluation
     sft = [_row(i, "factual" if i < 20 else "story", 0.8) for i in range(40)]
     ppo_rows = [dict(r, score=0.5 if r["category"] == "factual" and i % 2 else 0.8 + 0.01 * (i % 3))
@@ -353,12 +354,8 @@ def test_gold_change_by_category_pairs_each_category_on_its_own():
     assert list(out) == ["factual", "story"]                        # the categories present, in the world's order
     for cat, lo, hi in (("factual", 0, 20), ("story", 20, 40)):
         d = [ppo_rows[i]["score"] - sft[i]["score"] for i in range(lo, hi)]
-        rng, means = random.Random(5), []
-        for _ in range(300):
-            sample = [rng.choice(d) for _ in d]
-            means.append(sum(sample) / len(sample))
-        means.sort()
         assert out[cat]["change"] == round(sum(d) / len(d), 4) and out[cat]["n"] == 20
+        means = _bootstrap_means_by_hand(d, 300, 5)
         assert out[cat]["ci95"] == [round(means[7], 4), round(means[291], 4)]
     assert out["factual"]["ci95"][1] < 0 < out["story"]["ci95"][0]  # worse beyond noise / better beyond noise
     assert out["factual"]["worse"] == 10 and out["story"]["better"] == 13
