@@ -87,9 +87,9 @@ course-headless: setup
 
 ## test: the linter (ruff, configured in pyproject.toml), then tests/run.py: the unit tests and every lesson notebook
 ## (nbval-lax: errors fail, outputs not compared), two jobs at a time, each lesson after the lessons whose stages it
-## reads; then lessons in JupyterLab in a real browser (tests/test_browser.py, alone and last: it reuses the stages
-## the notebooks trained; it skips, saying why, where Chromium is not installed). `make test JOBS=1`: one at a time,
-## in the course's order. Each job's log is in runs/test-logs/.
+## reads; and lessons in JupyterLab in a real browser (tests/test_browser.py, once lesson 04 and the lessons it runs
+## have ended, on a private copy of the stages they trained; it skips, saying why, where Chromium is not installed).
+## `make test JOBS=1`: one at a time, in the course's order, the browser test last. Each job's log is in runs/test-logs/.
 LINTED := rlhf_lib tests benchmarks notebooks/drafts
 JOBS   ?= 2
 

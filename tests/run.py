@@ -1,5 +1,5 @@
 """`make test`'s runner: the unit tests and every lesson under pytest, two jobs at a time, each lesson after the
-lessons whose stages it reads, then the browser test alone.
+lessons whose stages it reads; the browser test once lesson 04 and the lessons it runs have ended.
 
     python tests/run.py              # what `make test` runs (after ruff)
     python tests/run.py --jobs 1     # one job at a time, in the order listed by --list: the course's own order
@@ -19,8 +19,11 @@ at the end (`critical_path`).
 What waits for what. A lesson waits for every earlier lesson unless `READS` says which ones write the stages it
 reads. Lessons 00-04 are a chain (each trains the stage the next one starts from); after lesson 04 the rest run two
 at a time. The tests marked `stages` (they check the committed data with the trained tokenizer and policy) run once
-lesson 04 has written them, so they run on a fresh clone instead of skipping. The browser test runs alone, last: it
-runs lessons again in JupyterLab on the stages they wrote.
+lesson 04 has written them, so they run on a fresh clone instead of skipping. The browser test runs lessons again in
+JupyterLab (01 and 06 unless `RLHF_BROWSER_LESSONS` says others) on a private copy of the stages they read, so it
+starts once lesson 04 and those lessons' own runs have ended (two runs of one lesson at once would share its
+`runs/` folders) and takes a slot beside the other lessons, instead of running alone at the end. Its stated time is
+its lessons' plus half a minute for JupyterLab, Chromium and the screenshots.
 
 Each job writes `runs/test-logs/<job>.log`; its log is printed whole when it ends, so two jobs' lines never mix. A
 table of every job's result and wall time ends the run. The exit status is 1 if any job failed (a failed job's
@@ -56,6 +59,7 @@ READS = {
     "10": ("04",),          # tokenizer, base, sft, ppo (the teacher)
 }
 STAGES_READY = "04"         # the tests marked `stages` need lesson 00's tokenizer and lesson 04's policy
+BROWSER_OVERHEAD_MIN = 0.5  # the browser test beyond its lessons' stated times (JupyterLab, Chromium, screenshots)
 
 
 FRACTIONS = {"": 0.0, "¼": 0.25, "⅓": 1 / 3, "½": 0.5, "⅔": 2 / 3, "¾": 0.75}
@@ -85,6 +89,16 @@ def lessons() -> list[Path]:
     return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
+def browser_lessons() -> list[str]:
+    """The lessons the browser test runs (`tests/test_browser.py`'s LESSONS)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from test_browser import LESSONS
+    finally:
+        sys.path.remove(str(ROOT / "tests"))
+    return list(LESSONS)
+
+
 def jobs() -> list[Job]:
     """Every job, in the course's order (`--jobs 1` runs them so)."""
     nbs = lessons()
@@ -99,7 +113,10 @@ def jobs() -> list[Job]:
                        tuple(nbs[nums.index(n)].stem for n in needs), stated_minutes(nb)))
         if num == STAGES_READY:
             out.append(Job("stages", (*PYTEST, "-m", "stages", "--ignore=tests/test_browser.py", "tests"), (nb.stem,)))
-    out.append(Job("browser", (*PYTEST, "--durations=5", "tests/test_browser.py"), tuple(j.name for j in out)))
+    shown = [nbs[nums.index(n)] for n in browser_lessons() if n in nums]     # an unknown one: the test says so
+    out.append(Job("browser", (*PYTEST, "--durations=5", "tests/test_browser.py"),
+                   tuple(dict.fromkeys([nbs[nums.index(STAGES_READY)].stem, *(nb.stem for nb in shown)])),
+                   sum(stated_minutes(nb) for nb in shown) + BROWSER_OVERHEAD_MIN))
     return out
 
 

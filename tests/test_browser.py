@@ -15,8 +15,12 @@ prompt" box and tqdm's widget progress bars; 06 live curves (of a 2-process Deep
 both HTML tables. Lesson 07, the default before, showed the same in 107 s. The notebooks-only test
 `test_default_lessons_cover_every_kind_of_output` keeps it so when the lessons change.
 
-Training lessons need their upstream stages: `make test` runs this file after the notebooks (a separate pytest
-call), so artifacts/ holds them. Without Chromium (a learner's laptop) the test skips and says how to enable it.
+Training lessons need their upstream stages: `make test` runs this file once lesson 04 and the lessons it runs have
+ended (a separate pytest call), so artifacts/ holds them. The lessons run on a private copy of the stages they read
+(`RLHF_ARTIFACTS` of the server and its kernels), each copy checked against its stage.json: what they write (lesson
+01's evaluation of the base model, lesson 06's two-process SFT) stays there, and the lessons that `make test` runs
+beside this test read and write artifacts/ undisturbed. Without Chromium (a learner's laptop) the test skips and
+says how to enable it.
 Choose lessons with RLHF_BROWSER_LESSONS=01,04 and the browser with RLHF_CHROMIUM=/path/to/chromium.
 """
 from __future__ import annotations
@@ -45,6 +49,7 @@ SHOTS = ROOT / "runs" / "browser"
 NEEDS = {"00": [], "01": ["base"], "02": ["base"], "03": ["sft"], "04": ["sft", "rm"], "05": ["ppo", "ppo_ptx"],
          "06": ["sft", "rm"], "07": ["sft", "rm", "ppo"], "08": ["sft", "rm", "ppo", "ppo_ptx", "dpo"],
          "09": ["base", "sft", "ppo"]}           # stages a lesson reads (it would train them first otherwise)
+TRIES = ["base", "sft", "ppo", "rm"]              # and what a "Try your own prompt" box reads where they exist
 RUN_TIMEOUT_S = 480                               # one lesson's Run All
 START_TIMEOUT_S = 60
 VIEWPORT = {"width": 1366, "height": 900}
@@ -106,10 +111,28 @@ def _processes_under(folder: Path) -> list[int]:
     return pids
 
 
-class Lab:
-    """A private JupyterLab on 127.0.0.1 serving a copy of notebooks/, stopped by its PID."""
+def _copy_stages(names: list[str], dest: Path) -> Path:
+    """A copy of each complete stage in `names` under `dest`, verified against its stage.json; a copy that a lesson
+    running beside this test rewrote halfway (eval.json and its record) is taken again."""
+    from rlhf_lib import stages
+    for name in names:
+        for attempt in range(3):
+            shutil.rmtree(dest / name, ignore_errors=True)
+            shutil.copytree(stages.stage_dir(name), dest / name)
+            try:
+                stages.verify(dest / name)
+                break
+            except stages.StageError:
+                if attempt == 2:
+                    raise
+                time.sleep(1)
+    return dest
 
-    def __init__(self, home: Path):
+
+class Lab:
+    """A private JupyterLab on 127.0.0.1 serving a copy of notebooks/ over a copy of `artifacts`, stopped by its PID."""
+
+    def __init__(self, home: Path, artifacts: Path):
         self.home, self.port, self.token = home, _free_port(), secrets.token_hex(24)
         self.base = f"http://127.0.0.1:{self.port}"
         self.served = home / "course"
@@ -121,7 +144,8 @@ class Lab:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "MAKE", "MFLAGS"))}
         env.update(JUPYTERLAB_SETTINGS_DIR=str(home / "settings"), JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
                    JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_RUNTIME_DIR=str(self.runtime),
-                   JUPYTER_TOKEN=self.token, BROWSER="true", DISPLAY="", WAYLAND_DISPLAY="")
+                   JUPYTER_TOKEN=self.token, BROWSER="true", DISPLAY="", WAYLAND_DISPLAY="",
+                   RLHF_ARTIFACTS=str(artifacts))
         env.pop("MPLBACKEND", None)                    # the lessons draw inline, as in `make course`
         cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={self.port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={self.served}",
@@ -175,7 +199,11 @@ def lab(tmp_path_factory):
     missing = sorted({s for n in LESSONS for s in NEEDS.get(n, []) if not stages.exists(s)})
     if missing:
         pytest.skip(f"stages {missing} are not trained: run the lessons first (`make test` runs this test after them)")
-    server = Lab(tmp_path_factory.mktemp("jupyterlab"))
+    tries = [s for s in TRIES if stages.exists(s)] if any(
+        "TryPrompt(" in _lesson_path(n).read_text("utf-8") for n in LESSONS) else []
+    home = tmp_path_factory.mktemp("jupyterlab")
+    server = Lab(home, _copy_stages(sorted({s for n in LESSONS for s in NEEDS.get(n, [])} | set(tries)),
+                                    home / "artifacts"))
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,

@@ -47,7 +47,7 @@ def test_every_lesson_runs_under_nbval_and_the_unit_tests_run_once():
     assert "tests/test_browser.py" in jobs["browser"].args
 
 
-def test_each_lesson_waits_for_what_it_reads_and_the_browser_for_everything():
+def test_each_lesson_waits_for_what_it_reads_and_the_browser_for_its_lessons():
     jobs, stems = by_name(), [nb.stem for nb in runner.lessons()]
     for i, stem in enumerate(stems):
         earlier = set(before(jobs, stem))
@@ -57,8 +57,18 @@ def test_each_lesson_waits_for_what_it_reads_and_the_browser_for_everything():
         else:
             assert set(stems[:5]) <= earlier, stem                               # everything after 04 waits for it
     assert set(jobs["stages"].after) == {stems[4]}
-    assert before(jobs, "browser") == set(jobs) - {"browser"}
-    assert [j.name for j in runner.jobs()][-1] == "browser"
+    shown = [stems[[s[:2] for s in stems].index(n)] for n in runner.browser_lessons()]
+    assert shown and before(jobs, "browser") == set(stems[:5]) | {x for s in shown for x in before(jobs, s) | {s}}
+    assert not {"unit", "stages"} & before(jobs, "browser")
+    assert jobs["browser"].minutes == pytest.approx(sum(jobs[s].minutes for s in shown) + runner.BROWSER_OVERHEAD_MIN)
+    assert [j.name for j in runner.jobs()][-1] == "browser"                    # one at a time: still the last
+
+
+def test_the_browser_test_follows_the_lessons_it_is_told_to_run(monkeypatch):
+    monkeypatch.setenv("RLHF_BROWSER_LESSONS", "05")
+    monkeypatch.delitem(sys.modules, "test_browser", raising=False)              # imported again: it reads the variable
+    jobs, stems = by_name(), [nb.stem for nb in runner.lessons()]
+    assert set(jobs["browser"].after) == {stems[4], stems[5]}
 
 
 def fake(tmp_path: Path, name: str, secs: float, rc: int = 0, after: tuple[str, ...] = ()):
