@@ -16,14 +16,15 @@ Which job starts first. Of the jobs ready to start, the one with the longest cha
 ("Takes: about 2½ minutes" in each lesson's opening cells), so that lessons 09 and 10, the longest, do not run alone
 at the end (`critical_path`).
 
-What waits for what. A lesson waits for every earlier lesson unless `READS` says which ones write the stages it
-reads. Lessons 00-04 are a chain (each trains the stage the next one starts from); after lesson 04 the rest run two
-at a time. The tests marked `stages` (they check the committed data with the trained tokenizer and policy) run once
-lesson 04 has written them, so they run on a fresh clone instead of skipping. The browser test runs lessons again in
-JupyterLab (01 and 06 unless `RLHF_BROWSER_LESSONS` says others) on a private copy of the stages they read, so it
-starts once lesson 04 and those lessons' own runs have ended (two runs of one lesson at once would share its
-`runs/` folders) and takes a slot beside the other lessons, instead of running alone at the end. Its stated time is
-its lessons' plus half a minute for JupyterLab, Chromium and the screenshots.
+What waits for what. A lesson waits for every earlier lesson unless `READS` says which ones write the stages it reads.
+Lessons 00-04 are a chain (each trains the stage the next one starts from); lesson 06 reads only SFT and the reward
+model, so it runs beside lesson 04, and after lesson 04 the rest run two at a time. The tests marked `stages` (they
+check the committed data with the trained tokenizer and policy) run once lesson 04 has written them, so they run on a
+fresh clone instead of skipping. The browser test runs lessons again in JupyterLab (01 and 06 unless
+`RLHF_BROWSER_LESSONS` says others) on a private copy of the stages they read, so it starts once lesson 04 and those
+lessons' own runs have ended (two runs of one lesson at once would share its `runs/` folders) and takes a slot beside
+the other lessons, instead of running alone at the end. Its stated time is its lessons' plus half a minute for
+JupyterLab, Chromium and the screenshots.
 
 Each job writes `runs/test-logs/<job>.log`; its log is printed whole when it ends, so two jobs' lines never mix. A
 table of every job's result and wall time ends the run. The exit status is 1 if any job failed (a failed job's
@@ -52,7 +53,7 @@ ENV = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSI
 
 # lesson: the lessons that write the stages it reads. Not listed: it waits for every earlier lesson.
 READS = {
-    "06": ("04",),          # sft, rm, ppo
+    "06": ("03",),          # sft, rm (its two-process PPO starts from sft against rm, and saves nothing)
     "07": ("05",),          # rm's comparisons, ppo; it adds to lesson 05's eval stage
     "08": ("07",),          # dpo, ppo_ptx, rm; it adds to the eval stage after lesson 07
     "09": ("04",),          # base, sft, ppo

@@ -12,8 +12,8 @@ only slack is for a different thread count). On another CPU model, floats differ
 long run onwards (see the README), so the comparison is 2 % relative and says so. An accuracy is a count of pairs
 whose margin is positive, and a pair whose margin is a float's noise (DPO's first step, where the policy is still the
 reference) goes either way on another CPU: accuracies there are compared to 0.02 absolute instead. Measured: the
-ZeRO-3 DPO's first train accuracy is 0.1989 on the Intel Xeon that recorded the file and 0.2038 on an AMD EPYC (one
-pair's weight), 2.5 % relative.
+ZeRO-3 DPO's first train accuracy is 0.1989 on the Intel Xeon that recorded the file and 0.2038 on an AMD EPYC (a
+pair or two of the ~140 it averages over), 2.5 % relative.
 
 To record a new reference after an intended change of behaviour: `RLHF_WRITE_INVARIANTS=1 pytest
 tests/test_invariants.py tests/test_deepspeed.py`, and say in the commit why the numbers moved.
