@@ -5,7 +5,7 @@
     lesson.setup()              # before anything imports torch
     ...
 
-It does three things, the same in every lesson:
+It does four things, the same in every lesson:
 
 * **CPU threads.** PyTorch's threads wait for each other by spinning. With a second job on the machine, a spinning
   thread waits for one that is not running, and the tiny model ran 9× (training) to 50× (sampling) slower on two
@@ -13,6 +13,9 @@ It does three things, the same in every lesson:
   sleeps instead: two threads then cost nothing when the machine is busy and help training when it is quiet. The
   variable is read once, when torch loads, so `setup` must run first; if torch is already loaded it falls back to one
   thread. The thread count does not change the numbers (the same losses and gradients, bit for bit).
+* **Memory kept for reuse.** Each training step frees and allocates the same large tensors; glibc would hand them
+  back to the kernel and fault the pages in again, a fifth of a step on the course's machine. `memory.py` says how
+  it is kept instead (floats unchanged).
 * **Figures with Korean text.** Matplotlib's default font has no Hangul. `setup` puts the first installed Korean font
   (`fonts-nanum` on Debian: `apt-get install fonts-nanum`) behind the default one, so Latin text keeps its look and
   Hangul falls back to it. Without one, figures still draw (Hangul as empty boxes) and `setup` says how to fix it.
@@ -25,6 +28,8 @@ import os
 import sys
 import warnings
 from pathlib import Path
+
+from .memory import keep_freed_memory
 
 # Fonts with Hangul, in order of preference: Debian's fonts-nanum, Noto CJK, then the ones macOS and Windows ship.
 HANGUL_FONTS = ("NanumGothic", "NanumBarunGothic", "Noto Sans CJK KR", "Noto Sans KR", "Apple SD Gothic Neo",
@@ -76,10 +81,11 @@ def quiet_loading() -> None:
 
 
 def setup() -> dict:
-    """The first call of every lesson: threads, the Korean font, quiet loading. Returns what it set."""
+    """The first call of every lesson: threads, memory, the Korean font, quiet loading. Returns what it set."""
     n = threads()
+    kept = keep_freed_memory()
     font = hangul_font()
     quiet_loading()
     if font is None:
         print(FONT_HINT)
-    return {"threads": n, "hangul_font": font}
+    return {"threads": n, "memory_kept": kept, "hangul_font": font}

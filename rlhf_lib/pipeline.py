@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import stages
+from .memory import keep_freed_memory
 
 if TYPE_CHECKING:                  # training imports torch; the command line's --help must start without it
     from .training import Parallel
@@ -154,6 +155,7 @@ def run_stage(name: str, cfg, *, par: Parallel | None = None, **kwargs) -> dict:
     """Run stage `name` with config `cfg` (training its missing upstream stages first, on rank 0). Returns its
     metrics; `kwargs` go to the stage's run function (e.g. `reuse=True` for eval, `max_steps` for SFT)."""
     stage = STAGES[name]
+    keep_freed_memory()                    # every stage, from the command line, DeepSpeed or a lesson
     for up in stage.upstream_of(cfg):
         (par.once if par is not None else _call)(lambda up=up: require(up))
     run = stage.function(stage.run)

@@ -44,12 +44,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlhf_lib.memory import ENV as MEMORY_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 LOGS = ROOT / "runs" / "test-logs"
 PYTEST = (sys.executable, "-m", "pytest")
 # Two jobs share two cores: a torch thread that waits must sleep, not spin on a core the other job needs (a lesson's
-# `lesson.setup()` sets the same; the unit tests and pytest itself load torch before any lesson code runs).
-ENV = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+# `lesson.setup()` sets the same; the unit tests and pytest itself load torch before any lesson code runs). glibc
+# keeps freed memory for reuse in every job (`rlhf_lib/memory.py`; a lesson's setup and every stage set it too).
+ENV = {**MEMORY_ENV, **os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
 
 # lesson: the lessons that write the stages it reads. Not listed: it waits for every earlier lesson.
 READS = {
