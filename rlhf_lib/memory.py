@@ -3,13 +3,12 @@
 A training step of the tiny model allocates the same large tensors every time: the logits of a batch of 32 × 128
 tokens over 4,096 token ids are 64 MiB, their softmax and gradients as much again. glibc's `malloc` serves a block
 above its mmap threshold (at most 32 MiB) with a fresh `mmap` and returns it with `munmap` when torch frees it, so
-the next step asks the kernel for the same pages again and the kernel zeroes every one: on the course's 2-core
-machine a fifth of a pretraining step was the kernel's page faults (system time 6 s of 34 s over 18 steps).
-`keep_freed_memory()` turns that off in this process (`mallopt`: no mmap for large blocks, no trimming of the
-heap below 1 GiB) and in the processes it starts (the same settings as glibc's `MALLOC_*_` variables, which a new
-process reads when it starts: DeepSpeed's workers, the model server). Measured there (`benchmarks/README.md`):
-0.81 → 0.66 s a step of 32 × 128 tokens on two threads, for about 10 % more resident memory. Floats are unchanged:
-the allocator decides where a tensor lives, never what is computed.
+the next step asks the kernel for the same pages again and the kernel zeroes every one. `keep_freed_memory()`
+turns that off in this process (`mallopt`: no mmap for large blocks, no trimming of the heap below 1 GiB) and in the
+processes it starts (the same settings as glibc's `MALLOC_*_` variables, which a new process reads when it starts:
+DeepSpeed's workers, the model server). Measured on an AMD EPYC, 2 cores (`benchmarks/memory.py`, a step of 32 × 128
+tokens on two threads): 0.812 → 0.670 s a step, the kernel's time 4.6 → 0.7 s over 15 steps, peak resident memory
+866 → 996 MiB. Floats are unchanged: the allocator decides where a tensor lives, never what is computed.
 
 Elsewhere (macOS, Windows, musl) it does nothing and says so in its return value.
 """
