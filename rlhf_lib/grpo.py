@@ -43,6 +43,7 @@ from .data import check_stage_fields
 from .generation import SamplingConfig
 from .group_rollout import Groups, rollout_groups
 from .losses import grpo_loss
+from .memory import release_freed_memory
 from .paraphrases import right_fact, right_label
 from .ppo import fixed_eval_records, gold_eval, gold_scores, reward_model_fn
 from .rl import (
@@ -275,9 +276,12 @@ class PeakMemory:
     """Peak resident memory of this process (RSS, MiB) from its creation on: Linux's VmHWM after resetting it
     through /proc/self/clear_refs. It counts everything resident (the Python runtime, libraries, earlier runs'
     leftovers), so compare runs measured the same way in the same process. Where the reset is not available it
-    falls back to `resource.getrusage`'s ru_maxrss, the peak since the process started (`resets` is then False)."""
+    falls back to `resource.getrusage`'s ru_maxrss, the peak since the process started (`resets` is then False).
+    Free memory that the allocator kept for reuse (`memory.py`) is handed back first, so an earlier run's freed
+    blocks count neither in the start nor in this run's peak."""
 
     def __init__(self):
+        release_freed_memory()
         try:
             Path("/proc/self/clear_refs").write_text("5")
             self.resets = True

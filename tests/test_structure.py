@@ -13,7 +13,7 @@ FLOORS = (                                  # bottom first; a module may import 
     ("config", "losses", "rl", "data", "checksums", "machine", "sql_guard"),
     ("knowledge", "world", "korean", "phrasing", "movie_phrasing", "slips", "tasks", "responses", "web", "labelers",
      "catalog", "app_tasks", "app_data", "build_data"),
-    ("models", "tokenizer", "stages", "training", "generation", "reward_model", "serving", "lora"),
+    ("models", "tokenizer", "stages", "training", "generation", "reward_model", "serving", "lora", "memory"),
     ("comparisons", "rollout", "ppo_diagnostics", "evaluation", "probes", "chatllama_bugs", "paraphrases",
      "frontier", "group_rollout", "apps"),
     ("pretrain", "sft", "reward", "ppo", "dpo", "grpo", "rloo", "app_sft", "sql_rl", "app_eval", "self_instruct",
