@@ -21,9 +21,8 @@ from transformers import AutoConfig, AutoTokenizer
 
 from .build_data import task_from_record
 from .data import K_MAX, DataError, read_comparisons
-from .generation import GenerationConfig, generate
+from .generation import GenerationConfig, generate_runs
 from .labelers import YEAR, SimulatedLabeler, judge
-from .models import load_causal_lm
 from .reward_model import encode, quiet_loading
 
 
@@ -92,20 +91,21 @@ def rank_responses(record: dict, responses: list[str], kinds: list[str], source:
                       other.rank([j.parts for j in judged], rng), source)
 
 
-def sample_sft(model, tokenizer, prompts: list[str], counts: list[int], *, temperatures: tuple[float, ...],
-               seed: int, max_new_tokens: int, batch_size: int = 256) -> list[list[str]]:
-    """counts[i] responses to prompts[i] from the SFT policy; sample s uses temperature temperatures[s % …] and
-    seed `seed + s`."""
-    out = [[] for _ in prompts]
+def sample_sft(init: Path, prompts: list[str], counts: list[int], *, temperatures: tuple[float, ...], seed: int,
+               max_new_tokens: int, batch_size: int = 256, processes: int = 1) -> list[list[str]]:
+    """counts[i] responses to prompts[i] from the SFT policy in folder `init`; sample s uses temperature
+    temperatures[s % …] and seed `seed + s`. The passes are independent seeded runs, so `processes` of them run at
+    once with the same responses (`generation.generate_runs`)."""
+    passes = [[i for i, c in enumerate(counts) if c > s] for s in range(max(counts, default=0))]
+    runs = [([prompts[i] for i in todo],
+             GenerationConfig(temperature=temperatures[s % len(temperatures)], max_new_tokens=max_new_tokens,
+                              batch_size=batch_size), seed + s) for s, todo in enumerate(passes)]
     with tqdm(total=sum(counts), desc="sampling the SFT policy") as bar:
-        for s in range(max(counts, default=0)):
-            todo = [i for i, c in enumerate(counts) if c > s]
-            gen = GenerationConfig(temperature=temperatures[s % len(temperatures)], max_new_tokens=max_new_tokens,
-                                   batch_size=batch_size)
-            samples = generate(model, tokenizer, [prompts[i] for i in todo], gen, fmt="chat", seed=seed + s,
-                               progress=bar)
-            for i, smp in zip(todo, samples):
-                out[i].append(smp.response)
+        results = generate_runs(init, runs, fmt="chat", processes=processes, progress=bar)
+    out = [[] for _ in prompts]
+    for todo, samples in zip(passes, results):
+        for i, smp in zip(todo, samples):
+            out[i].append(smp.response)
     return out
 
 
@@ -169,12 +169,13 @@ def wrong_fact_variants(samples: list[list[str]], n: int, seed: int, ids: list[s
 def collect(init: Path, path: Path, world_file: Path, *, n_prompts: int, written: int, sft_samples: int,
             max_len: int, temperatures: tuple[float, ...], max_new_tokens: int, n_heldout: int, seed: int,
             other_prompts: int = 0, other_from: str = "any", wrong_years: int = 0, sample_batch_size: int = 256,
-            built_with: dict | None = None) -> ComparisonData:
+            built_with: dict | None = None, processes: int = 1) -> ComparisonData:
     """Phases 1–2 from the SFT policy in folder `init`: validate the first `n_prompts` comparisons of `path`, keep
     `written` written responses each, add up to `sft_samples` SFT samples, `wrong_years` of those with the years
     swapped and `other_prompts` SFT answers to other prompts (any prompt, or with `other_from="same_kind"` one of
     the same category and language: `other_prompt_answers`) (K ≤ 9), rank all of them with the labeler pool of
-    `world_file`, and split off `n_heldout` prompts (a seeded permutation)."""
+    `world_file`, and split off `n_heldout` prompts (a seeded permutation). The SFT samples are drawn on
+    `processes` processes at once (the same samples for any number: `sample_sft`)."""
     t0 = time.time()
     path = Path(path)
     # 1. every comparison used is validated before any model is loaded, sampled or trained
@@ -193,12 +194,11 @@ def collect(init: Path, path: Path, world_file: Path, *, n_prompts: int, written
         raise ValueError(f"RMConfig.max_len = {max_len} leaves {max_new} tokens for SFT samples after the longest "
                          f"prompt ({prompt_len - 1} tokens); raise max_len")
     # 2. K responses per prompt: the written ones + SFT samples, ranked by one simulated labeler
-    with quiet_loading():
-        policy, tokenizer = load_causal_lm(init)
     kept = [written_subset(r, written) for r, _ in records]
     counts = [min(sft_samples, K_MAX - len(responses)) for responses, _ in kept]
-    samples = sample_sft(policy, tokenizer, [r["prompt"] for r, _ in records], counts, temperatures=temperatures,
-                         seed=seed, max_new_tokens=max_new, batch_size=sample_batch_size)
+    with quiet_loading():
+        samples = sample_sft(init, [r["prompt"] for r, _ in records], counts, temperatures=temperatures, seed=seed,
+                             max_new_tokens=max_new, batch_size=sample_batch_size, processes=processes)
     kinds = [(r["category"], r["lang"]) for r, _ in records] if other_from == "same_kind" else None
     borrowed = other_prompt_answers(samples, other_prompts, seed, kinds)
     wrong = wrong_fact_variants(samples, wrong_years, seed, [r["id"] for r, _ in records])

@@ -7,8 +7,12 @@ penalises it.
 """
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -99,3 +103,55 @@ def generate(model, tokenizer, prompts: list[str], cfg: GenerationConfig, *, fmt
         if progress is not None:
             progress.update(len(chunk))
     return out
+
+
+# ------------------------------------------------------------------------------------------------ on both cores
+def sampling_processes() -> int:
+    """How many processes sample at once: one per core, at most two (the course is sized for 2 cores)."""
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def generate_runs(folder: Path, runs: list[tuple[list[str], GenerationConfig, int]], *, fmt: str, processes: int = 1,
+                  progress=None) -> list[list[Sample]]:
+    """Several `generate` calls (prompts, config, seed) of the policy saved in `folder`, on `processes` processes at
+    once: this one takes every `processes`-th run, fresh worker processes the others. Sampling runs on one thread
+    (`one_thread`), so one process leaves the other core idle; each call seeds its own random stream, so the
+    responses are the same for any number of processes (every process loads the same saved weights and samples the
+    same batches on one thread). Lesson 03's seven passes over its comparison prompts are such runs. A script that
+    calls it with `processes` > 1 needs Python's `if __name__ == "__main__":` guard: workers start a fresh Python
+    (multiprocessing's "spawn"), which imports the calling script again."""
+    from .models import load_causal_lm
+    model, tokenizer = load_causal_lm(folder)
+    processes = max(1, min(processes, len(runs)))
+    here = set(range(0, len(runs), processes))
+    out: dict[int, list[Sample]] = {}
+    pool = (ProcessPoolExecutor(max_workers=processes - 1, mp_context=multiprocessing.get_context("spawn"))
+            if processes > 1 else None)
+    try:
+        futures = {i: pool.submit(_generate_in_worker, str(folder), prompts, cfg, fmt, seed)
+                   for i, (prompts, cfg, seed) in enumerate(runs) if i not in here}
+        for i in sorted(here):
+            prompts, cfg, seed = runs[i]
+            out[i] = generate(model, tokenizer, prompts, cfg, fmt=fmt, seed=seed, progress=progress)
+        for i, future in futures.items():
+            out[i] = future.result()
+            if progress is not None:
+                progress.update(len(runs[i][0]))
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    return [out[i] for i in range(len(runs))]
+
+
+_WORKER_POLICY: dict = {}          # folder -> (model, tokenizer), loaded once per worker process
+
+
+def _generate_in_worker(folder: str, prompts: list[str], cfg: GenerationConfig, fmt: str, seed: int) -> list[Sample]:
+    if folder not in _WORKER_POLICY:
+        from transformers.utils import logging as hf_logging
+
+        from .models import load_causal_lm
+        hf_logging.disable_progress_bar()                  # the caller's bar counts the samples
+        _WORKER_POLICY[folder] = load_causal_lm(folder)
+    model, tokenizer = _WORKER_POLICY[folder]
+    return generate(model, tokenizer, prompts, cfg, fmt=fmt, seed=seed)

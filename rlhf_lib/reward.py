@@ -29,6 +29,7 @@ from . import stages
 from .comparisons import SAVED, Comparison, ComparisonData, collect, pair_metrics, ranking_pairs, to_json
 from .config import fixed, knob, validate
 from .data import check_stage_fields
+from .generation import sampling_processes
 from .losses import mse_reward_loss, pairwise_loss_grouped
 from .reward_model import (
     build_reward_model,
@@ -126,7 +127,8 @@ def prepare_comparisons(cfg: RMConfig, path: Path | None = None) -> ComparisonDa
                    sft_samples=cfg.sft_samples, max_len=cfg.max_len, temperatures=cfg.temperatures,
                    max_new_tokens=cfg.max_new_tokens, n_heldout=n_heldout(cfg), seed=cfg.seed,
                    other_prompts=cfg.other_prompts, other_from=cfg.other_from, wrong_years=cfg.wrong_years,
-                   sample_batch_size=cfg.sample_batch_size, built_with={f: getattr(cfg, f) for f in DATA_FIELDS})
+                   sample_batch_size=cfg.sample_batch_size, built_with={f: getattr(cfg, f) for f in DATA_FIELDS},
+                   processes=sampling_processes())
 
 
 # ------------------------------------------------------------------------------------------------ phases 3–4
