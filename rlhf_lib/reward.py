@@ -128,7 +128,7 @@ def prepare_comparisons(cfg: RMConfig, path: Path | None = None) -> ComparisonDa
                    max_new_tokens=cfg.max_new_tokens, n_heldout=n_heldout(cfg), seed=cfg.seed,
                    other_prompts=cfg.other_prompts, other_from=cfg.other_from, wrong_years=cfg.wrong_years,
                    sample_batch_size=cfg.sample_batch_size, built_with={f: getattr(cfg, f) for f in DATA_FIELDS},
-                   processes=sampling_processes())
+                   processes=sampling_processes(cfg.n_prompts * cfg.sft_samples))
 
 
 # ------------------------------------------------------------------------------------------------ phases 3–4

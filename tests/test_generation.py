@@ -3,6 +3,8 @@ the same responses on two processes as one `generate` call after another in this
 a fresh Python each, which takes most of this file's time)."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
@@ -58,5 +60,6 @@ def test_sft_samples_are_one_seeded_run_per_pass(policy):
         assert [one[i][s] for i in todo] == [x.response for x in expected]
 
 
-def test_one_process_per_core_at_most_two():
-    assert 1 <= generation.sampling_processes() <= 2
+def test_one_process_per_core_at_most_two_and_one_for_little_work():
+    assert generation.sampling_processes(10**6) == min(2, os.cpu_count() or 1)
+    assert generation.sampling_processes(generation.WORKER_MIN_SAMPLES - 1) == 1
